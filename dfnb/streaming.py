@@ -325,7 +325,7 @@ def _build_step_model(net, spec):
             out = _deep_filter(window[:, 0, :, : self.nb_df], c, base, self.nb_df)
             return (out, lsnr.reshape(1, 1, 1), *[gated[n] for n in self.state_names])
 
-    return _StepModel()
+    return _StepModel().eval()  # eval all the way down: BatchNorm must use running stats
 
 
 def _deep_filter(window, coefs, base, nb_df):

@@ -1,0 +1,416 @@
+"""Export a DeepFilterNet model to an ONNX folder, in one of five variants, verified and moved into place atomically.
+
+==============  ======================================================================================
+variant         what is in the folder (all: ``config.ini`` + ``manifest.json``)
+==============  ======================================================================================
+``stateless``   ``enc.onnx``, ``erb_dec.onnx``, ``df_dec.onnx`` with upstream names and a dynamic time axis
+                ``S`` (what DeepFilterNet's own export script produces): every call starts from zero state.
+``h0``          the seed contract: ``enc.onnx`` inputs ``feat_erb [1,1,S,E]``, ``feat_spec [1,2,S,Fdf]``,
+                ``h0 [1,1,H]``; outputs ``e0, e1, e2, e3, emb, c0, lsnr, h1``; decoders as upstream.
+``gru``         ``h0`` plus the decoders' GRU states (``erb_h0 -> erb_h1``, ``df_h0 -> df_h1``).
+``full``        every model-side state explicit in the same three files (GRU states and the causal convs'
+                past frames, ``<name> -> <name>_next``); the host keeps the DSP state, the lookahead and the
+                deep-filter spectrum buffer (all described in the manifest). Exact.
+``step``        ``step.onnx``: one graph per hop. Boundary = STFT frames: in ``spec [1,1,1,F,2]`` (noisy
+                frame of hop n) + its features + every state; out ``enh [1,1,1,F,2]`` (enhanced frame
+                ``n - delay_frames``), ``lsnr`` and every next state. The host does STFT + feature
+                normalisation (numpy, :mod:`dfnb.dsp`). Exact.
+==============  ======================================================================================
+
+Exports are built in a temporary sibling folder, checked (``onnx.checker`` and onnxruntime against PyTorch on
+real features, two consecutive chunks so that state hand-over is checked too), and only then moved into
+place; an existing folder is replaced only with ``force=True``. A run killed midway leaves the previous
+folder intact; the next run removes the stray temporary folder. The three-file variants use the legacy
+TorchScript exporter (``dynamo=False``) because it keeps a dynamic time axis for the GRUs.
+
+Notebook: 02_stateful_export
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, dsp
+from .errors import ExportError
+from .streaming import StateDesc, delay_frames, delay_samples, describe_states
+
+__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "io_names", "export_model", "variant_states",
+           "OPSET"]
+
+VARIANTS = ("stateless", "h0", "gru", "full", "step")
+SHORT_NAMES = {"DeepFilterNet3": "dfn3", "DeepFilterNet2": "dfn2", "DeepFilterNet3_ll": "dfn3_ll",
+               "DeepFilterNet2_ll": "dfn2_ll"}
+OPSET = 17
+VERIFY_CLIP = "vb_p232_013"  # real speech used to verify every export against PyTorch
+_GRU_IO = {"gru_enc": ("h0", "h1"), "gru_erb": ("erb_h0", "erb_h1"), "gru_df": ("df_h0", "df_h1")}
+_CARRIED = {"stateless": set(), "h0": {"gru_enc"}, "gru": {"gru_enc", "gru_erb", "gru_df"},
+            "full": {"gru_enc", "gru_erb", "gru_df", "conv"}, "step": None}
+
+
+def default_folder(model_name: str, variant: str, root: Path | str = "models") -> Path:
+    """``models/dfn3_h0`` and friends: the seed's folder names."""
+    short = SHORT_NAMES.get(model_name, model_name.lower())
+    return Path(root) / f"{short}_{variant}"
+
+
+def io_names(d: StateDesc) -> tuple[str, str]:
+    """ONNX input/output names of a state: the seed's ``h0 -> h1`` for GRUs, ``<name> -> <name>_next`` else."""
+    return _GRU_IO.get(d.group, (d.name, f"{d.name}_next"))
+
+
+def variant_states(step_model: Any, variant: str) -> list[StateDesc]:
+    """The model-side states that ``variant`` makes explicit (ONNX inputs/outputs)."""
+    carried = _CARRIED[variant]
+    if carried is None:
+        return list(step_model.descs)
+    return [d for d in step_model.descs if d.group in carried and d.owner in ("enc", "erb_dec", "df_dec")]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Torch wrappers, one per exported graph
+# ----------------------------------------------------------------------------------------------------------
+def _part_module(step_model: Any, owner: str, states: list[StateDesc]):
+    """A ``torch.nn.Module`` running ``step_model.<owner>`` with the given states as extra inputs/outputs.
+
+    States not listed start from zeros at every call (zero past frames == deepfilternet's zero padding).
+    """
+    import torch
+
+    class Part(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.sub = getattr(step_model, owner)
+            self.owner = owner
+            mine = [d for d in step_model.descs if d.owner == owner]
+            self.all_descs = {d.name: d for d in mine}
+            self.names = [d.name for d in states if d.owner == owner]
+            self.wrappers = {**{k.replace(".", "_"): w for k, w in step_model.grus.items()},
+                             **{k.replace(".", "_"): w for k, w in step_model.convs.items()}}
+
+        def forward(self, *args):
+            n_in = len(args) - len(self.names)
+            xs, st = args[:n_in], dict(zip(self.names, args[n_in:]))
+            for name, d in self.all_descs.items():
+                w = self.wrappers[name]
+                val = st.get(name)
+                if hasattr(w, "k_past"):
+                    w.past = val if val is not None else xs[0].new_zeros(d.shape)
+                else:
+                    w.h = val
+            if self.owner == "enc":
+                outs = list(self.sub(*xs))
+            elif self.owner == "erb_dec":
+                outs = [self.sub(*xs)]
+            else:
+                dec = self.sub(*xs)
+                outs = [dec[0] if isinstance(dec, tuple) else dec]
+            for name in self.names:
+                w = self.wrappers[name]
+                outs.append(w.past if hasattr(w, "k_past") else w.h)
+            return tuple(outs)
+
+    return Part().eval()
+
+
+_PART_IO = {
+    "enc": (["feat_erb", "feat_spec"], ["e0", "e1", "e2", "e3", "emb", "c0", "lsnr"]),
+    "erb_dec": (["emb", "e3", "e2", "e1", "e0"], ["m"]),
+    "df_dec": (["emb", "c0"], ["coefs"]),
+}
+_TIME_AXIS = {"feat_erb": 2, "feat_spec": 2, "e0": 2, "e1": 2, "e2": 2, "e3": 2, "emb": 1, "c0": 2, "lsnr": 1,
+              "m": 2, "coefs": 1}
+
+
+def _example_inputs(spec: Any, feats: dict, t0: int, t1: int) -> dict:
+    return {"feat_erb": feats["feat_erb"][:, :, t0:t1], "feat_spec": feats["feat_spec"][:, :, t0:t1]}
+
+
+def _real_features(loaded: Any, seconds: float = 1.5):
+    """Features of a real clip (first ``seconds``), shaped like the encoder's inputs (pad_feat applied)."""
+    import torch
+
+    from . import clips
+
+    cfg = dsp.DspConfig.from_spec(loaded.spec)
+    x, _ = clips.load_clip(VERIFY_CLIP)
+    x = x[: int(seconds * cfg.sr)]
+    spec, fe, fs = dsp.offline_features(cfg, x)
+    L = loaded.spec.conv_lookahead
+    fe_t = torch.from_numpy(fe[L:]).float()[None, None]
+    fs_t = torch.from_numpy(np.stack([fs.real, fs.imag], 0)[:, L:]).float()[None]
+    return {"feat_erb": fe_t, "feat_spec": fs_t, "spec": spec, "fe": fe, "fs": fs}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Writing and verifying
+# ----------------------------------------------------------------------------------------------------------
+def _onnx_export(module, args: tuple, path: Path, in_names: list[str], out_names: list[str],
+                 dynamic: dict | None) -> None:
+    import warnings
+
+    import torch
+
+    module.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(path), input_names=in_names, output_names=out_names,
+                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+
+
+def _check_against_torch(path: Path, module, chunks: list[tuple], in_names: list[str], out_names: list[str],
+                         n_state: int) -> float:
+    """Run two consecutive chunks through ORT and torch, carrying states; return the max abs difference."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    onnx.checker.check_model(str(path), full_check=True)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    states_t = states_o = None
+    for xs in chunks:
+        st_t = states_t if states_t is not None else xs[len(xs) - n_state:]
+        st_o = states_o if states_o is not None else [s.numpy() for s in xs[len(xs) - n_state:]]
+        base = xs[: len(xs) - n_state]
+        with torch.no_grad():
+            out_t = module(*base, *st_t)
+        out_o = sess.run(out_names, {n: v for n, v in zip(in_names, [b.numpy() for b in base] + list(st_o))})
+        for a, b in zip(out_t, out_o):
+            worst = max(worst, float(np.max(np.abs(a.numpy() - b))) if a.numel() else 0.0)
+        if n_state:
+            states_t = list(out_t[len(out_t) - n_state:])
+            states_o = out_o[len(out_o) - n_state:]
+    return worst
+
+
+def _write_three_files(loaded: Any, step_model: Any, variant: str, tmp: Path, feats: dict) -> dict:
+    import torch
+
+    states = variant_states(step_model, variant)
+    report = {}
+    t = feats["feat_erb"].shape[2]
+    cut = [(0, t // 2), (t // 2, t)]
+    enc_out_chunks: list = []
+    for owner in ("enc", "erb_dec", "df_dec"):
+        mine = [d for d in states if d.owner == owner]
+        mod = _part_module(step_model, owner, states)
+        base_in, base_out = _PART_IO[owner]
+        in_names = base_in + [io_names(d)[0] for d in mine]
+        out_names = base_out + [io_names(d)[1] for d in mine]
+        zeros = [torch.zeros(d.shape) for d in mine]
+        chunks = []
+        for k, (a, b) in enumerate(cut):
+            if owner == "enc":
+                base = [feats["feat_erb"][:, :, a:b], feats["feat_spec"][:, :, a:b]]
+                with torch.no_grad():
+                    enc_out_chunks.append(_part_module(step_model, "enc", [])(*base))
+            else:
+                e0, e1, e2, e3, emb, c0, _ = enc_out_chunks[k]
+                base = [emb, e3, e2, e1, e0] if owner == "erb_dec" else [emb, c0]
+            chunks.append(tuple(base + zeros))
+        dyn = {n: {_TIME_AXIS[n]: "S"} for n in base_in + base_out}
+        path = tmp / f"{owner}.onnx"
+        _onnx_export(mod, chunks[0], path, in_names, out_names, dyn)
+        report[path.name] = _check_against_torch(path, mod, chunks, in_names, out_names, len(mine))
+    return report
+
+
+def _write_step(loaded: Any, step_model: Any, tmp: Path, feats: dict) -> dict:
+    import torch
+
+    descs = step_model.descs
+    in_names = ["spec", "feat_erb", "feat_spec"] + [io_names(d)[0] for d in descs]
+    out_names = ["enh", "lsnr"] + [io_names(d)[1] for d in descs]
+    spec, fe, fs = feats["spec"], feats["fe"], feats["fs"]
+    f = spec.shape[1]
+
+    def hop(i):
+        x = torch.from_numpy(np.stack([spec[i].real, spec[i].imag], -1)).float().view(1, 1, 1, f, 2)
+        e = torch.from_numpy(fe[i]).float().view(1, 1, 1, -1)
+        s = torch.from_numpy(np.stack([fs[i].real, fs[i].imag], -1)).float().view(1, 1, 1, -1, 2)
+        return x, e, s
+
+    zeros = [torch.zeros(d.shape) for d in descs]
+    path = tmp / "step.onnx"
+    _onnx_export(step_model, (*hop(0), *zeros), path, in_names, out_names, None)
+    # verify: 40 consecutive hops, states carried in both runtimes
+    import onnx
+    import onnxruntime as ort
+
+    onnx.checker.check_model(str(path), full_check=True)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    st_t, st_o, worst = zeros, [z.numpy() for z in zeros], 0.0
+    for i in range(min(40, spec.shape[0])):
+        xs = hop(i)
+        with torch.no_grad():
+            out_t = step_model(*xs, *st_t)
+        out_o = sess.run(out_names, dict(zip(in_names, [v.numpy() for v in xs] + list(st_o))))
+        worst = max(worst, max(float(np.max(np.abs(a.numpy() - b))) for a, b in zip(out_t, out_o)))
+        st_t, st_o = list(out_t[2:]), out_o[2:]
+    return {"step.onnx": worst}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _io_of(path: Path) -> dict:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    def entries(vals):
+        out = []
+        for v in vals:
+            tt = v.type.tensor_type
+            dims = [d.dim_param if d.dim_param else d.dim_value for d in tt.shape.dim]
+            out.append({"name": v.name, "shape": dims, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name})
+        return out
+    return {"inputs": entries(m.graph.input), "outputs": entries(m.graph.output), "opset": m.opset_import[0].version}
+
+
+def _manifest(loaded: Any, variant: str, step_model: Any, tmp: Path, report: dict, seconds: float) -> dict:
+    import onnx
+    import torch
+
+    cfg = dsp.DspConfig.from_spec(loaded.spec)
+    spec = loaded.spec
+    model_states = variant_states(step_model, variant)
+    files = sorted(p.name for p in tmp.glob("*.onnx"))
+    file_of = {"enc": "enc.onnx", "erb_dec": "erb_dec.onnx", "df_dec": "df_dec.onnx"}
+    host_states = [d for d in describe_states(step_model, cfg) if d.owner == "dsp"] if variant in ("full", "step") else []
+    if variant == "full":  # the spectrum buffer and lookahead counter live in the host for the 3-file layout
+        host_states += [d for d in step_model.descs if d.owner == "step"]
+    states = []
+    for d in model_states:
+        i, o = io_names(d)
+        states.append({"name": d.name, "input": i, "output": o, "file": file_of.get(d.owner, "step.onnx"),
+                       "group": d.group, "shape": list(d.shape), "dtype": d.dtype, "init": d.init})
+    for d in host_states:
+        states.append({"name": d.name, "where": "host", "group": d.group, "shape": list(d.shape),
+                       "dtype": d.dtype, "init": d.init})
+    return {
+        "format": "dfnb-model-folder/1",
+        "variant": variant,
+        "model": loaded.name,
+        "family": spec.family,
+        "weights": {"source": str(loaded.source), "sha256": loaded.source_sha256},
+        "exact": variant in ("full", "step"),
+        "sr": spec.sr, "fft_size": spec.fft_size, "hop_size": spec.hop_size,
+        "nb_erb": spec.nb_erb, "nb_df": spec.nb_df, "df_order": spec.df_order,
+        "conv_lookahead": spec.conv_lookahead, "df_lookahead": spec.df_lookahead, "norm_alpha": spec.norm_alpha,
+        "delay_frames": delay_frames(spec) if variant in ("full", "step") else 0,
+        "delay_samples": delay_samples(spec) if variant in ("full", "step") else spec.fft_size - spec.hop_size,
+        "files": {f: {"sha256": _sha256(tmp / f), **_io_of(tmp / f)} for f in files + ["config.ini"]
+                  if f.endswith(".onnx")} | {"config.ini": {"sha256": _sha256(tmp / "config.ini")}},
+        "states": states,
+        "verification": {"max_abs_diff_vs_torch": report, "clip": "first 1.5 s of the default clip"},
+        "opset": OPSET,
+        "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "dfnb": __version__,
+                     "kind": "torch.onnx.export(dynamo=False) (TorchScript)"},
+        "export_seconds": round(seconds, 2),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Atomic placement
+# ----------------------------------------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cleanup_stale(parent: Path, name: str) -> None:
+    """Remove temp folders of dead export runs; restore a folder a killed swap left aside."""
+    for p in parent.glob(f".{name}.tmp-*"):
+        try:
+            pid = int((p / ".pid").read_text())
+        except (OSError, ValueError):
+            pid = -1
+        if pid <= 0 or not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+    target = parent / name
+    for p in sorted(parent.glob(f".{name}.old-*")):
+        if not target.exists():
+            os.replace(p, target)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = False, quiet: bool = True) -> Path:
+    """Export ``loaded`` (a :class:`dfnb.models.LoadedModel`) as ``variant`` into folder ``out``.
+
+    Raises :class:`ExportError` if the variant is unknown, ``out`` exists and ``force`` is false, the target is
+    not writable, or the export does not match PyTorch (max abs diff > 1e-4).
+
+    Notebook: 02_stateful_export
+    """
+    from .streaming import StepModel
+
+    if variant not in VARIANTS:
+        raise ExportError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+    out = Path(out)
+    parent = out.parent.resolve()
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"cannot create {parent} ({e.strerror}); choose a writable --out folder.") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportError(f"{parent} is not writable; choose a writable --out folder or fix its permissions.")
+    _cleanup_stale(parent, out.name)
+    if out.exists() and not force:
+        raise ExportError(f"{out} already exists; pass --force (force=True) to replace it, or choose another --out.")
+    t0 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a model folder should look like any other folder
+    try:
+        (tmp / ".pid").write_text(str(os.getpid()))
+        step_model = StepModel(loaded.net, loaded.spec)
+        feats = _real_features(loaded)
+        if variant == "step":
+            report = _write_step(loaded, step_model, tmp, feats)
+        else:
+            report = _write_three_files(loaded, step_model, variant, tmp, feats)
+        worst = max(report.values())
+        if not worst <= 1e-4:
+            raise ExportError(f"the exported {variant} graphs differ from PyTorch by {worst:.3g} (> 1e-4): {report}. "
+                              "This is a dfnb bug; please report it with this message.")
+        shutil.copyfile(Path(loaded.folder) / "config.ini", tmp / "config.ini")
+        manifest = _manifest(loaded, variant, step_model, tmp, report, time.perf_counter() - t0)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (tmp / ".pid").unlink()
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent.resolve()))
+        os.rmdir(old)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
