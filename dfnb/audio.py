@@ -1,0 +1,208 @@
+"""Read, validate, resample and write audio — the gate every sample passes before it reaches the DSP.
+
+Everything here is torch-free (numpy, soundfile, soxr). Arrays are mono float32, 1-D, at a sample rate
+between 8000 and 192000 Hz; anything else ends in an :class:`~dfnb.errors.AudioError` that says what was
+wrong and what to do.
+
+Conventions:
+
+* **Scale.** Integer PCM maps to float32 by dividing by full scale (``int16 / 32768``, ``int32 / 2**31``,
+  ``int8 / 128``, ``(uint8 - 128) / 128``), so values lie in [-1, 1) (int32 within 64 LSB of full scale
+  rounds to exactly 1.0 in float32). 24-bit PCM is expected left-justified
+  in int32, which is how soundfile and ``scipy.io.wavfile`` return it.
+* **Loud floats.** Float samples with a peak between 1 and 32 are accepted as they are: nothing is clipped
+  or rescaled (an enhancer may legitimately produce a few overs). A peak above 32 almost always means
+  integer PCM stored as float without scaling, so it is refused.
+* **Resampling** uses soxr at quality ``"VHQ"`` (very high quality: passband to ~0.91 of the lower Nyquist,
+  > 170 dB stop-band); the output length is ``round(n * sr_out / sr_in)`` within one sample.
+* **Writing** is atomic: a temporary file in the target folder, then ``os.replace``. An existing file is
+  never overwritten unless asked (``overwrite=True`` / ``--force``), and a failed write leaves nothing behind.
+
+Notebook: 00_tour
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfnb.errors import AudioError
+
+__all__ = [
+    "MODEL_SR",
+    "MIN_SR",
+    "MAX_SR",
+    "FLOAT_PEAK_LIMIT",
+    "RESAMPLE_QUALITY",
+    "read_audio",
+    "check_audio",
+    "check_sr",
+    "to_float32",
+    "resample",
+    "write_audio",
+]
+
+MODEL_SR = 48000
+"""The sample rate every DeepFilterNet model runs at."""
+MIN_SR, MAX_SR = 8000, 192000
+"""Accepted sample-rate range (inclusive)."""
+FLOAT_PEAK_LIMIT = 32.0
+"""Float audio with a larger peak is taken to be unscaled integer PCM and refused."""
+RESAMPLE_QUALITY = "VHQ"
+"""soxr quality recipe used by :func:`resample`."""
+
+_INT_SCALE = {np.dtype(np.int8): 2.0**7, np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
+
+
+def check_sr(sr: Any, *, name: str = "audio") -> int:
+    """Return ``sr`` as an int, or raise :class:`AudioError` if it is not an integer in 8000..192000 Hz."""
+    if isinstance(sr, bool) or not isinstance(sr, numbers.Real) or not float(sr).is_integer():
+        raise AudioError(f"{name}: sample rate {sr!r} is not an integer number of Hz; "
+                         "pass an integer such as 16000 or 48000.")
+    sr = int(sr)
+    if not MIN_SR <= sr <= MAX_SR:
+        raise AudioError(f"{name}: sample rate {sr} Hz is outside {MIN_SR}..{MAX_SR} Hz; "
+                         "check the value (Hz, not kHz) or resample the audio into that range first.")
+    return sr
+
+
+def to_float32(x: Any) -> np.ndarray:
+    """Convert samples to float32 on the [-1, 1) scale: integer PCM is divided by full scale, floats are cast.
+
+    Supported: int8, uint8 (offset 128), int16, int32 (also 24-bit PCM left-justified in int32),
+    float16, float32, float64. Anything else raises :class:`AudioError`.
+    """
+    a = np.asarray(x)
+    if a.dtype in _INT_SCALE:
+        return (a.astype(np.float64) / _INT_SCALE[a.dtype]).astype(np.float32)
+    if a.dtype == np.uint8:
+        return ((a.astype(np.float64) - 128.0) / 128.0).astype(np.float32)
+    if a.dtype.kind == "f":
+        return a.astype(np.float32)
+    raise AudioError(f"audio samples of dtype {a.dtype} are not supported; pass float16/32/64 samples or "
+                     "integer PCM as int8, uint8, int16 or int32.")
+
+
+def check_audio(x: Any, sr: Any, *, min_samples: int = 1, name: str = "audio") -> np.ndarray:
+    """Validate mono audio and return it as a new float32 1-D array (integer PCM is scaled, see module doc).
+
+    Raises :class:`AudioError` for: a sample rate that is not an integer in 8000..192000 Hz, an array that
+    is not 1-D, fewer than ``min_samples`` samples (or none), NaN/Inf samples (the message gives the time and
+    index of the first one), or a float peak above 32 (unscaled integer PCM). Peaks between 1 and 32 pass
+    unchanged.
+    """
+    sr = check_sr(sr, name=name)
+    a = np.asarray(x)
+    if a.ndim != 1:
+        hint = ("it looks like [channels, samples] or [samples, channels]: average the channels "
+                "(x.mean(axis=...)) or read the file with downmix=True / --downmix"
+                if a.ndim == 2 else "pass a 1-D mono array of samples")
+        raise AudioError(f"{name}: expected a 1-D mono array, got shape {a.shape} ({a.ndim}-D); {hint}.")
+    out = to_float32(a)
+    if out is a:  # never hand back the caller's own buffer
+        out = out.copy()
+    if out.size == 0:
+        raise AudioError(f"{name}: is empty (0 samples); pass a file or array that contains audio.")
+    if out.size < min_samples:
+        raise AudioError(f"{name}: has {out.size} samples ({out.size / sr:.3f} s at {sr} Hz) but at least "
+                         f"{min_samples} are needed; pass a longer signal or zero-pad it.")
+    finite = np.isfinite(out)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        what = "NaN" if np.isnan(out[i]) else "Inf"
+        raise AudioError(f"{name}: sample {i} (at {i / sr:.3f} s, {sr} Hz) is {what}; the first non-finite "
+                         "sample is there. Fix the step that produced it, or replace bad samples "
+                         "(e.g. np.nan_to_num) before passing the audio in.")
+    peak = float(np.max(np.abs(out)))
+    if peak > FLOAT_PEAK_LIMIT:
+        raise AudioError(f"{name}: peak |x| = {peak:g} is far outside [-1, 1] (> {FLOAT_PEAK_LIMIT:g}); this is "
+                         "likely integer PCM stored as float without scaling. Divide by 32768 (16-bit) or "
+                         "2**31 (32-bit), or pass the integer array itself so dfnb scales it.")
+    return out
+
+
+def read_audio(path: str | os.PathLike, *, downmix: bool = False) -> tuple[np.ndarray, int]:
+    """Read an audio file into (float32 1-D samples, sample rate), validated by :func:`check_audio`.
+
+    A multichannel file is refused unless ``downmix=True``, which averages the channels.
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"audio file not found: {p} (absolute: {p.absolute()}); check the path.")
+    if not p.is_file():
+        raise AudioError(f"{p} is not a file; pass the path of an audio file (wav, flac, ogg, ...).")
+    try:
+        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError) as e:
+        raise AudioError(f"{p} is not an audio file soundfile can read ({e}); pass a wav/flac/ogg file, "
+                         "or convert it first (e.g. ffmpeg -i in.mp4 -ac 1 out.wav).") from None
+    channels = data.shape[1]
+    if channels > 1:
+        if not downmix:
+            raise AudioError(f"{p} has {channels} channels; dfnb processes mono: pass downmix=True / "
+                             "--downmix to average channels.")
+        data = data.mean(axis=1, dtype=np.float64).astype(np.float32)
+    else:
+        data = data[:, 0]
+    return check_audio(data, sr, name=str(p)), int(sr)
+
+
+def resample(x: Any, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample mono audio with soxr (quality ``"VHQ"``); returns float32 of ``round(n*sr_out/sr_in)`` ±1 samples.
+
+    Equal rates return a validated copy. Both rates must be integers in 8000..192000 Hz.
+    """
+    import soxr
+
+    sr_in, sr_out = check_sr(sr_in, name="resample input"), check_sr(sr_out, name="resample output")
+    a = check_audio(x, sr_in, name="resample input")
+    if sr_in == sr_out:
+        return a
+    return np.ascontiguousarray(soxr.resample(a, sr_in, sr_out, quality=RESAMPLE_QUALITY), dtype=np.float32)
+
+
+def write_audio(path: str | os.PathLike, x: Any, sr: int, *, overwrite: bool = False,
+                subtype: str = "FLOAT") -> Path:
+    """Write mono audio atomically and return the path.
+
+    ``subtype="FLOAT"`` (default) stores float32 exactly, overs included, so a written output can be compared
+    bit for bit; ``"PCM_16"``/``"PCM_24"`` give smaller files for listening (soundfile clips to [-1, 1)).
+    The container follows the file suffix (``.wav``, ``.flac``, ...). Refuses to replace an existing file
+    unless ``overwrite=True``.
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    a = check_audio(x, sr, name=f"audio to write to {p}")
+    sr = int(sr)
+    if p.exists() and not overwrite:
+        raise AudioError(f"{p} already exists; pass overwrite=True (CLI: --force) to replace it, "
+                         "or choose another output path.")
+    if p.exists() and not p.is_file():
+        raise AudioError(f"{p} exists and is not a regular file; choose another output path.")
+    if not p.parent.is_dir():
+        raise AudioError(f"cannot write {p}: folder {p.parent} does not exist; create it first.")
+    container = p.suffix.lstrip(".").upper()
+    if not container or container not in sf.available_formats():
+        raise AudioError(f"cannot write {p}: unknown audio format {p.suffix!r}; use .wav or .flac.")
+    if not sf.check_format(container, subtype):
+        raise AudioError(f"cannot write {p}: subtype {subtype!r} is not valid for {container}; "
+                         "use 'FLOAT' or 'PCM_16' for wav, 'PCM_16'/'PCM_24' for flac.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, a, sr, subtype=subtype, format=container)
+        os.replace(tmp, p)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, (sf.SoundFileError, RuntimeError, OSError)):
+            raise AudioError(f"could not write {p}: {e}; check the folder is writable and has space.") from None
+        raise
+    return p
