@@ -1,0 +1,417 @@
+"""Run an exported model folder with onnxruntime, hop by hop or in chunks, as a realtime host would. No torch.
+
+A host needs only numpy, libdf, onnxruntime and this file — exactly what the Rust pipeline needs. The variant
+is detected from the graphs' inputs, as the Rust pipeline decides: ``step.onnx`` → ``step``; an ``h0`` input
+on ``enc.onnx`` means stateful (``h0``), plus ``erb_h0`` on ``erb_dec.onnx`` → ``gru``, plus conv-state inputs
+→ ``full``; none → ``stateless``.
+
+How each variant is run (one call = ``chunk`` hops):
+
+* ``stateless``/``h0``/``gru`` — the *naive host*: it keeps its DSP state (STFT overlap and feature norms,
+  as libDF's ``DFState`` and the seed's Rust pipeline do), but runs the three graphs on each call's frames
+  alone (feature lookahead zero-padded at the call's end) and applies mask and deep filter inside the call
+  (spectra outside it are zeros). Only the GRU states the folder declares are carried (``h1`` fed back as
+  ``h0``). Output lags the input by ``fft_size - hop``. ``reset_dsp=True`` also resets the DSP state each
+  call, like a Python host calling libdf's resetting ``analysis()`` per chunk.
+* ``full`` — exact: DSP state, conv pasts, GRU states, lookahead and the deep-filter buffer are all carried;
+  the host keeps the DSP, spectrum buffer and warm-up counter itself (numpy mirror of
+  :class:`dfnb.streaming.StepModel`'s last stage). Output lags by ``manifest.delay_samples``.
+* ``step`` — exact: one onnxruntime call per hop; DSP in numpy.
+
+:func:`host_enhance` pads, streams, flushes and removes the delay so every output has the input's length and
+is time-aligned with it.
+
+Notebook: 02_stateful_export
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import dsp
+from .errors import ModelFolderError, StateError
+
+__all__ = ["FolderInfo", "inspect_folder", "Host", "host_enhance", "detect_variant"]
+
+_FILES3 = ("enc.onnx", "erb_dec.onnx", "df_dec.onnx")
+
+
+@dataclass
+class FolderInfo:
+    """What :func:`inspect_folder` finds in a model folder."""
+
+    path: Path
+    variant: str
+    family: str
+    cfg: "dsp.DspConfig"
+    conv_lookahead: int
+    df_lookahead: int
+    df_order: int
+    manifest: dict | None
+    io: dict  # file -> {"inputs": [(name, shape, type)], "outputs": [...]}
+    problems: list
+
+    @property
+    def delay_frames(self) -> int:
+        if self.variant not in ("full", "step"):
+            return 0
+        extra = self.df_lookahead if self.family == "deepfilternet2" else max(0, self.df_lookahead - self.conv_lookahead)
+        return self.conv_lookahead + extra
+
+    @property
+    def delay_samples(self) -> int:
+        return self.delay_frames * self.cfg.hop_size + self.cfg.fft_size - self.cfg.hop_size
+
+
+def _read_config(path: Path) -> tuple[str, "dsp.DspConfig", int, int, int]:
+    cp = configparser.ConfigParser()
+    try:
+        with open(path) as fh:
+            cp.read_file(fh)
+        family = cp.get("train", "model", fallback="deepfilternet3").strip()
+        g = lambda s, k, d: cp.get(s, k, fallback=str(d)).strip()  # noqa: E731
+        sr, fft, hop = int(g("df", "sr", 48000)), int(g("df", "fft_size", 960)), int(g("df", "hop_size", 480))
+        nb_erb, nb_df = int(g("df", "nb_erb", 32)), int(g("df", "nb_df", 96))
+        min_f = int(g("df", "min_nb_erb_freqs", 2))
+        tau = float(g("df", "norm_tau", 1))
+        sec = "deepfilternet" if family == "deepfilternet3" else "deepfilternet"
+        order = int(cp.get("df", "df_order", fallback=cp.get(sec, "df_order", fallback="5")))
+        dfl = int(cp.get("df", "df_lookahead", fallback=cp.get(sec, "df_lookahead", fallback="0")))
+        conv_la = int(g(sec, "conv_lookahead", 0))
+    except (OSError, configparser.Error, ValueError) as e:
+        raise ModelFolderError(f"{path} is not a readable DeepFilterNet config.ini ({e}); copy the config.ini "
+                               "that came with the model into the folder.") from None
+    cfg = dsp.DspConfig.build(sr, fft, hop, nb_erb, nb_df, min_f, tau)
+    return family, cfg, conv_la, dfl, order
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises several exception types for corrupt files
+        msg = str(e).splitlines()[0][:200]
+        raise ModelFolderError(f"{path} cannot be loaded by onnxruntime ({msg}); the file is truncated or "
+                               "corrupt: re-export the folder (dfnb export ... --force).") from None
+
+
+def detect_variant(io: dict) -> str:
+    """The variant from the graphs' input names (see module docstring)."""
+    if "step.onnx" in io:
+        return "step"
+    enc_in = [i[0] for i in io["enc.onnx"]["inputs"]]
+    if "h0" not in enc_in:
+        return "stateless"
+    if len(enc_in) > 3:
+        return "full"
+    erb_in = [i[0] for i in io["erb_dec.onnx"]["inputs"]]
+    return "gru" if "erb_h0" in erb_in else "h0"
+
+
+def inspect_folder(folder: Path | str, *, threads: int = 1, sessions: dict | None = None) -> FolderInfo:
+    """Check a model folder (files present, loadable, consistent) and describe it. Raises ModelFolderError.
+
+    Notebook: 02_stateful_export
+    """
+    p = Path(folder)
+    if not p.is_dir():
+        raise ModelFolderError(f"model folder not found: {p}; export one with `dfnb export --model DeepFilterNet3 "
+                               f"--variant full --out {p}` or pass an existing folder.")
+    if not (p / "config.ini").is_file():
+        raise ModelFolderError(f"{p} has no config.ini; every model folder needs the config.ini of its model.")
+    names = ["step.onnx"] if (p / "step.onnx").exists() else list(_FILES3)
+    missing = [n for n in names if not (p / n).is_file()]
+    if missing:
+        raise ModelFolderError(f"{p} is missing {', '.join(missing)}; a model folder holds "
+                               f"{', '.join(names)} and config.ini. Re-export it.")
+    family, cfg, conv_la, dfl, order = _read_config(p / "config.ini")
+    sess = {} if sessions is None else sessions
+    io = {}
+    for n in names:
+        s = sess.setdefault(n, _session(p / n, threads))
+        io[n] = {"inputs": [(i.name, i.shape, i.type) for i in s.get_inputs()],
+                 "outputs": [(o.name, o.shape, o.type) for o in s.get_outputs()]}
+    manifest = None
+    if (p / "manifest.json").is_file():
+        try:
+            manifest = json.loads((p / "manifest.json").read_text())
+        except (OSError, ValueError) as e:
+            raise ModelFolderError(f"{p / 'manifest.json'} is not valid JSON ({e}); re-export the folder.") from None
+    variant = detect_variant(io)
+    info = FolderInfo(p, variant, family, cfg, conv_la, dfl, order, manifest, io, [])
+    info.problems = _consistency(info)
+    if info.problems:
+        raise ModelFolderError(f"{p} is inconsistent: " + "; ".join(info.problems) + ". Re-export the folder "
+                               "(dfnb export ... --force) instead of mixing files.")
+    return info
+
+
+def _dim(shape, k):
+    try:
+        v = shape[k]
+    except (IndexError, TypeError):
+        return None
+    return v if isinstance(v, int) else None
+
+
+def _consistency(info: FolderInfo) -> list:
+    """Files of one model and variant: manifest agrees, and the graphs' shapes fit together and the config."""
+    problems = []
+    m = info.manifest
+    if m is not None:
+        if m.get("variant") != info.variant:
+            problems.append(f"manifest.json says variant {m.get('variant')!r} but the graphs are {info.variant!r}")
+        if m.get("family") and m.get("family") != info.family:
+            problems.append(f"manifest.json is for {m.get('family')} but config.ini is for {info.family}")
+        for f, meta in m.get("files", {}).items():
+            if f.endswith(".onnx") and f in info.io:
+                want = [e["name"] for e in meta.get("inputs", [])]
+                have = [i[0] for i in info.io[f]["inputs"]]
+                if want and want != have:
+                    problems.append(f"{f} inputs {have} differ from the manifest's {want} (file from another export)")
+    if info.variant == "step":
+        return problems
+    ins = {f: {i[0]: i[1] for i in info.io[f]["inputs"]} for f in _FILES3}
+    outs = {o[0]: o[1] for o in info.io["enc.onnx"]["outputs"]}
+    emb_enc, emb_erb, emb_df = _dim(outs.get("emb"), 2), _dim(ins["erb_dec.onnx"].get("emb"), 2), _dim(ins["df_dec.onnx"].get("emb"), 2)
+    dims = {k: v for k, v in (("enc", emb_enc), ("erb_dec", emb_erb), ("df_dec", emb_df)) if v is not None}
+    if len(set(dims.values())) > 1:
+        problems.append(f"embedding sizes differ between files {dims} (files of different models)")
+    fe = _dim(ins["enc.onnx"].get("feat_erb"), 3)
+    if fe is not None and fe != info.cfg.nb_erb:
+        problems.append(f"enc.onnx takes {fe} ERB bands but config.ini says nb_erb={info.cfg.nb_erb}")
+    fs = _dim(ins["enc.onnx"].get("feat_spec"), 3)
+    if fs is not None and fs != info.cfg.nb_df:
+        problems.append(f"enc.onnx takes {fs} DF bins but config.ini says nb_df={info.cfg.nb_df}")
+    return problems
+
+
+class Host:
+    """A realtime host for one exported folder: ``process(samples)`` per call, ``flush()``, ``reset()``.
+
+    Notebook: 02_stateful_export
+    """
+
+    def __init__(self, folder: Path | str, *, threads: int = 1, reset_dsp: bool = False):
+        self.reset_dsp = bool(reset_dsp)
+        self.sessions: dict = {}
+        self.info = inspect_folder(folder, threads=threads, sessions=self.sessions)
+        self.variant = self.info.variant
+        self.cfg = self.info.cfg
+        self.family = self.info.family
+        self.L, self.dfl, self.order = self.info.conv_lookahead, self.info.df_lookahead, self.info.df_order
+        self.delay_samples = self.info.delay_samples
+        self.delay_frames = self.info.delay_frames
+        self._inv = np.repeat(np.eye(self.cfg.nb_erb, dtype=np.float32), self.cfg.erb_widths, axis=1)  # [E, F]
+        self._state_io = self._collect_state_io()
+        self.reset()
+
+    # -- states --------------------------------------------------------------------------------------
+    def _collect_state_io(self) -> dict:
+        """file -> list of (input name, output name, shape) of the carried model states."""
+        out = {}
+        for f, s in self.sessions.items():
+            ins = s.get_inputs()
+            base = {"enc.onnx": 2, "erb_dec.onnx": 5, "df_dec.onnx": 2, "step.onnx": 3}[f]
+            outs = [o.name for o in s.get_outputs()]
+            n_base_out = {"enc.onnx": 7, "erb_dec.onnx": 1, "df_dec.onnx": 1, "step.onnx": 2}[f]
+            pairs = []
+            for i, o in zip(ins[base:], outs[n_base_out:]):
+                if any(not isinstance(d, int) for d in i.shape):
+                    raise ModelFolderError(f"{f}: state input {i.name} has a symbolic shape {i.shape}; re-export.")
+                pairs.append((i.name, o, tuple(i.shape)))
+            out[f] = pairs
+        return out
+
+    def reset(self) -> None:
+        """Back to the initial state: zero model states, fresh DSP state, warm-up restarted."""
+        self.states = {i: np.zeros(shape, np.float32) for pairs in self._state_io.values() for i, _, shape in pairs}
+        self.dsp_state = dsp.DspState.initial(self.cfg)
+        self.n_in = 0
+        f, o = self.cfg.freq_bins, self.order
+        if self.family == "deepfilternet3":
+            self.spec_buf = np.zeros((self.L + o - self.dfl, f), np.complex64)
+        else:
+            self.spec_buf = np.zeros((self.L + 1, f), np.complex64)
+            self.masked_buf = np.zeros((o, f), np.complex64)
+            self.coef_buf = np.zeros((self.dfl + 1, o, self.cfg.nb_df), np.complex64)
+
+    def set_state(self, name: str, value: np.ndarray) -> None:
+        """Set one carried model state (e.g. ``h0``), checking its shape and dtype."""
+        if name not in self.states:
+            raise StateError(f"{name!r} is not a state of this {self.variant} folder; its states are "
+                             f"{sorted(self.states)}.")
+        v = np.asarray(value)
+        want = self.states[name].shape
+        if v.shape != want or v.dtype != np.float32:
+            raise StateError(f"state {name!r} must be float32 of shape {list(want)}, got {v.dtype} {list(v.shape)}; "
+                             "use the shape listed by `dfnb inspect` (manifest.json).")
+        self.states[name] = v
+
+    def _run(self, f: str, feeds: dict) -> dict:
+        s = self.sessions[f]
+        pairs = self._state_io[f]
+        for i, _, _ in pairs:
+            feeds[i] = self.states[i]
+        names = [o.name for o in s.get_outputs()]
+        res = dict(zip(names, s.run(None, feeds)))
+        for i, o, _ in pairs:
+            self.states[i] = res[o]
+        return res
+
+    # -- model over frames ---------------------------------------------------------------------------
+    def _model(self, fe: np.ndarray, fs: np.ndarray):
+        """Run the three graphs on features ``[T, E]``, ``[T, Fdf]`` (complex); return m ``[T, E]``, coefs
+        ``[T, O, Fdf]`` (complex) and lsnr ``[T]``."""
+        feat_erb = fe[None, None].astype(np.float32)
+        feat_spec = np.stack([fs.real, fs.imag], 0)[None].astype(np.float32)
+        enc = self._run("enc.onnx", {"feat_erb": feat_erb, "feat_spec": feat_spec})
+        m = self._run("erb_dec.onnx", {k: enc[k] for k in ("emb", "e3", "e2", "e1", "e0")})["m"][0, 0]
+        c = self._run("df_dec.onnx", {"emb": enc["emb"], "c0": enc["c0"]})["coefs"][0]  # [T, Fdf, O*2]
+        c = c.reshape(c.shape[0], c.shape[1], self.order, 2)
+        coefs = (c[..., 0] + 1j * c[..., 1]).transpose(0, 2, 1).astype(np.complex64)
+        return m, coefs, enc["lsnr"][0, :, 0]
+
+    def _mask(self, spec: np.ndarray, m: np.ndarray) -> np.ndarray:
+        return (spec * (m @ self._inv)).astype(np.complex64)
+
+    def _df(self, window: np.ndarray, coefs: np.ndarray, base: np.ndarray) -> np.ndarray:
+        out = base.copy()
+        out[: self.cfg.nb_df] = np.sum(window[:, : self.cfg.nb_df] * coefs, axis=0)
+        return out
+
+    # -- naive chunk host ------------------------------------------------------------------------------
+    def _naive_call(self, samples: np.ndarray) -> np.ndarray:
+        cfg = self.cfg
+        if self.reset_dsp:  # a host calling libdf's analysis()/erb_norm per call: DSP state reset each time
+            spec, fe, fs = dsp.offline_features(cfg, samples)
+        else:  # a host keeping its DSP state (libDF's DFState does), only the model starts from scratch
+            spec = dsp.analysis_frames(cfg, self.dsp_state, samples)
+            fe, fs = dsp.features_frames(cfg, self.dsp_state, spec)
+        t = spec.shape[0]
+        z = lambda a: np.concatenate([a[self.L:], np.zeros((min(self.L, t),) + a.shape[1:], a.dtype)])  # noqa: E731
+        m, coefs, lsnr = self._model(z(fe)[:t], z(fs)[:t])
+        self.last_lsnr = lsnr
+        o, dfl = self.order, self.dfl
+        src = spec if self.family == "deepfilternet3" else self._mask(spec, m)
+        pad = np.concatenate([np.zeros((o - 1 - dfl, cfg.freq_bins), np.complex64), src,
+                              np.zeros((dfl, cfg.freq_bins), np.complex64)])
+        base = self._mask(spec, m) if self.family == "deepfilternet3" else src
+        out = np.stack([self._df(pad[i : i + o], coefs[i], base[i]) for i in range(t)])
+        if self.reset_dsp:
+            return dsp.offline_synthesis(cfg, out)
+        return dsp.synthesis_frames(cfg, self.dsp_state, out)
+
+    # -- exact hosts -----------------------------------------------------------------------------------
+    def _stage(self, spec_n: np.ndarray, m_t, coefs_t):
+        """Numpy mirror of StepModel's last stage for one hop; returns the output frame or None (warm-up)."""
+        valid = self.n_in >= self.L
+        self.n_in += 1
+        self.spec_buf = np.roll(self.spec_buf, -1, axis=0)
+        self.spec_buf[-1] = spec_n
+        if not valid:
+            return None
+        r, o, dfl = len(self.spec_buf), self.order, self.dfl
+        spec_m = self._mask(self.spec_buf[r - 1 - self.L], m_t)
+        if self.family == "deepfilternet3":
+            lo = r - 1 - self.L - (o - 1 - dfl)
+            return self._df(self.spec_buf[lo : lo + o], coefs_t, spec_m)
+        self.masked_buf = np.roll(self.masked_buf, -1, axis=0)
+        self.masked_buf[-1] = spec_m
+        self.coef_buf = np.roll(self.coef_buf, -1, axis=0)
+        self.coef_buf[-1] = coefs_t
+        if self.n_in <= self.L + dfl:
+            return None
+        return self._df(self.masked_buf, self.coef_buf[0], self.masked_buf[o - 1 - dfl])
+
+    def _full_frames(self, spec: np.ndarray, fe: np.ndarray, fs: np.ndarray) -> list:
+        skip = max(0, min(self.L - self.n_in, len(spec)))  # warm-up frames never reach the encoder
+        res: list = []
+        if len(spec) > skip:
+            m, coefs, lsnr = self._model(fe[skip:], fs[skip:])
+            self.last_lsnr = lsnr
+        for i in range(len(spec)):
+            j = i - skip
+            res.append(self._stage(spec[i], m[j] if j >= 0 else None, coefs[j] if j >= 0 else None))
+        return res
+
+    def _step_frames(self, spec: np.ndarray, fe: np.ndarray, fs: np.ndarray) -> list:
+        res = []
+        f = self.cfg.freq_bins
+        for i in range(len(spec)):
+            x = np.stack([spec[i].real, spec[i].imag], -1).astype(np.float32).reshape(1, 1, 1, f, 2)
+            e = fe[i].astype(np.float32).reshape(1, 1, 1, -1)
+            s = np.stack([fs[i].real, fs[i].imag], -1).astype(np.float32).reshape(1, 1, 1, -1, 2)
+            out = self._run("step.onnx", {"spec": x, "feat_erb": e, "feat_spec": s})
+            self.n_in += 1
+            self.last_lsnr = out["lsnr"].reshape(-1)
+            if self.n_in > self.delay_frames:
+                y = out["enh"].reshape(f, 2)
+                res.append((y[:, 0] + 1j * y[:, 1]).astype(np.complex64))
+            else:
+                res.append(None)
+        return res
+
+    def _exact(self, spec, fe, fs) -> np.ndarray:
+        frames = (self._step_frames if self.variant == "step" else self._full_frames)(spec, fe, fs)
+        h = self.cfg.hop_size
+        out = [dsp.synthesis(self.cfg, self.dsp_state, y) if y is not None else np.zeros(h, np.float32)
+               for y in frames]
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    # -- public --------------------------------------------------------------------------------------
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        """One host call on whole hops (``len(samples)`` a multiple of ``hop_size``); same number of samples out."""
+        x = np.asarray(samples, dtype=np.float32)
+        h = self.cfg.hop_size
+        if x.ndim != 1 or len(x) % h or len(x) == 0:
+            raise StateError(f"a host call takes a 1-D float32 block of whole hops (multiples of {h} samples), "
+                             f"got shape {list(x.shape)}; buffer your audio into {h}-sample hops.")
+        if self.variant in ("full", "step"):
+            spec = dsp.analysis_frames(self.cfg, self.dsp_state, x)
+            fe, fs = dsp.features_frames(self.cfg, self.dsp_state, spec)
+            return self._exact(spec, fe, fs)
+        return self._naive_call(x)
+
+    def flush(self) -> np.ndarray:
+        """Drain the lookahead (exact variants): zero spectrum and features, as offline padding does."""
+        n = self.delay_frames
+        if n == 0:
+            return np.zeros(0, np.float32)
+        f = self.cfg.freq_bins
+        spec = np.zeros((n, f), np.complex64)
+        return self._exact(spec, np.zeros((n, self.cfg.nb_erb), np.float32), np.zeros((n, self.cfg.nb_df), np.complex64))
+
+
+def host_enhance(folder: Path | str, audio: np.ndarray, *, chunk: int = 1, threads: int = 1,
+                 host: Host | None = None, reset_dsp: bool = False) -> np.ndarray:
+    """Enhance 48 kHz mono ``audio`` through ``folder`` in calls of ``chunk`` hops; output aligned, same length.
+
+    Notebook: 02_stateful_export
+    """
+    h = host or Host(folder, threads=threads, reset_dsp=reset_dsp)
+    h.reset()
+    x = np.asarray(audio, dtype=np.float32)
+    hop, fft = h.cfg.hop_size, h.cfg.fft_size
+    padded = np.concatenate([x, np.zeros(fft, np.float32)])
+    n = len(padded) // hop
+    padded = padded[: n * hop]
+    outs = [h.process(padded[i * hop : min(n, i + chunk) * hop]) for i in range(0, n, chunk)]
+    y = np.concatenate(outs + [h.flush()])
+    d = h.delay_samples
+    y = y[d : d + len(x)]
+    if len(y) < len(x):
+        y = np.concatenate([y, np.zeros(len(x) - len(y), np.float32)])
+    return y
