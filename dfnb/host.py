@@ -5,18 +5,23 @@ is detected from the graphs' inputs, as the Rust pipeline decides: ``step.onnx``
 on ``enc.onnx`` means stateful (``h0``), plus ``erb_h0`` on ``erb_dec.onnx`` → ``gru``, plus conv-state inputs
 → ``full``; none → ``stateless``.
 
-How each variant is run (one call = ``chunk`` hops):
+How a folder is run (one call = ``chunk`` hops). By default every variant runs in the *realtime host*
+pipeline that the seed's Rust pipeline uses: the host keeps its DSP state (STFT overlap, feature norms, as
+libDF's ``DFState`` does), delays the spectrum by the model's lookahead (the first ``conv_lookahead`` feature
+frames never reach the encoder; output lags by ``delay_samples``, 1440 for DeepFilterNet3), keeps the
+deep-filter spectrum buffer (numpy mirror of :class:`dfnb.streaming.StepModel`'s last stage), and runs the
+graphs on each call's frames. What the graphs remember across calls is exactly what the folder declares:
 
-* ``stateless``/``h0``/``gru`` — the *naive host*: it keeps its DSP state (STFT overlap and feature norms,
-  as libDF's ``DFState`` and the seed's Rust pipeline do), but runs the three graphs on each call's frames
-  alone (feature lookahead zero-padded at the call's end) and applies mask and deep filter inside the call
-  (spectra outside it are zeros). Only the GRU states the folder declares are carried (``h1`` fed back as
-  ``h0``). Output lags the input by ``fft_size - hop``. ``reset_dsp=True`` also resets the DSP state each
-  call, like a Python host calling libdf's resetting ``analysis()`` per chunk.
-* ``full`` — exact: DSP state, conv pasts, GRU states, lookahead and the deep-filter buffer are all carried;
-  the host keeps the DSP, spectrum buffer and warm-up counter itself (numpy mirror of
-  :class:`dfnb.streaming.StepModel`'s last stage). Output lags by ``manifest.delay_samples``.
-* ``step`` — exact: one onnxruntime call per hop; DSP in numpy.
+* ``stateless`` — nothing: every call starts the GRUs from zero and the convs from zero padding;
+* ``h0`` — the encoder GRU (``h1`` fed back as ``h0``; zeroed on ``reset()``), as in the seed contract;
+* ``gru`` — all GRUs; ``full`` — all GRUs and the convs' past frames: exact;
+* ``step`` — one onnxruntime call per hop with every state: exact.
+
+``per_call_offline=True`` instead runs each call as if it were a whole file given to the offline model
+(features shifted inside the call, its last ``conv_lookahead`` frames zero-padded, spectra outside the call
+zero, output immediately): the *lost lookahead* of a host that knows nothing about streaming. With
+``reset_dsp=True`` such a host also resets STFT and norm state each call, like a Python host calling
+libdf's resetting ``analysis()`` per chunk.
 
 :func:`host_enhance` pads, streams, flushes and removes the delay so every output has the input's length and
 is time-aligned with it.
@@ -59,8 +64,6 @@ class FolderInfo:
 
     @property
     def delay_frames(self) -> int:
-        if self.variant not in ("full", "step"):
-            return 0
         extra = self.df_lookahead if self.family == "deepfilternet2" else max(0, self.df_lookahead - self.conv_lookahead)
         return self.conv_lookahead + extra
 
@@ -204,7 +207,9 @@ class Host:
     Notebook: 02_stateful_export
     """
 
-    def __init__(self, folder: Path | str, *, threads: int = 1, reset_dsp: bool = False):
+    def __init__(self, folder: Path | str, *, threads: int = 1, per_call_offline: bool = False,
+                 reset_dsp: bool = False):
+        self.per_call_offline = bool(per_call_offline)
         self.reset_dsp = bool(reset_dsp)
         self.sessions: dict = {}
         self.info = inspect_folder(folder, threads=threads, sessions=self.sessions)
@@ -212,8 +217,10 @@ class Host:
         self.cfg = self.info.cfg
         self.family = self.info.family
         self.L, self.dfl, self.order = self.info.conv_lookahead, self.info.df_lookahead, self.info.df_order
-        self.delay_samples = self.info.delay_samples
-        self.delay_frames = self.info.delay_frames
+        if self.per_call_offline and self.variant == "step":
+            raise StateError("per_call_offline needs a three-file folder (enc/erb_dec/df_dec), not a step folder.")
+        self.delay_frames = 0 if self.per_call_offline else self.info.delay_frames
+        self.delay_samples = self.delay_frames * self.cfg.hop_size + self.cfg.fft_size - self.cfg.hop_size
         self._inv = np.repeat(np.eye(self.cfg.nb_erb, dtype=np.float32), self.cfg.erb_widths, axis=1)  # [E, F]
         self._state_io = self._collect_state_io()
         self.reset()
@@ -292,7 +299,7 @@ class Host:
         out[: self.cfg.nb_df] = np.sum(window[:, : self.cfg.nb_df] * coefs, axis=0)
         return out
 
-    # -- naive chunk host ------------------------------------------------------------------------------
+    # -- each call as an offline file -------------------------------------------------------------------
     def _naive_call(self, samples: np.ndarray) -> np.ndarray:
         cfg = self.cfg
         if self.reset_dsp:  # a host calling libdf's analysis()/erb_norm per call: DSP state reset each time
@@ -379,14 +386,14 @@ class Host:
         if x.ndim != 1 or len(x) % h or len(x) == 0:
             raise StateError(f"a host call takes a 1-D float32 block of whole hops (multiples of {h} samples), "
                              f"got shape {list(x.shape)}; buffer your audio into {h}-sample hops.")
-        if self.variant in ("full", "step"):
+        if not self.per_call_offline:
             spec = dsp.analysis_frames(self.cfg, self.dsp_state, x)
             fe, fs = dsp.features_frames(self.cfg, self.dsp_state, spec)
             return self._exact(spec, fe, fs)
         return self._naive_call(x)
 
     def flush(self) -> np.ndarray:
-        """Drain the lookahead (exact variants): zero spectrum and features, as offline padding does."""
+        """Drain the lookahead: zero spectrum and features, as offline padding does at the end of a file."""
         n = self.delay_frames
         if n == 0:
             return np.zeros(0, np.float32)
@@ -396,12 +403,12 @@ class Host:
 
 
 def host_enhance(folder: Path | str, audio: np.ndarray, *, chunk: int = 1, threads: int = 1,
-                 host: Host | None = None, reset_dsp: bool = False) -> np.ndarray:
+                 host: Host | None = None, per_call_offline: bool = False, reset_dsp: bool = False) -> np.ndarray:
     """Enhance 48 kHz mono ``audio`` through ``folder`` in calls of ``chunk`` hops; output aligned, same length.
 
     Notebook: 02_stateful_export
     """
-    h = host or Host(folder, threads=threads, reset_dsp=reset_dsp)
+    h = host or Host(folder, threads=threads, per_call_offline=per_call_offline, reset_dsp=reset_dsp)
     h.reset()
     x = np.asarray(audio, dtype=np.float32)
     hop, fft = h.cfg.hop_size, h.cfg.fft_size
