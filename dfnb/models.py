@@ -1,0 +1,422 @@
+"""The four DeepFilterNet models: names, configs (:class:`ModelSpec`) and loading deepfilternet's own ``DfNet``.
+
+No PyTorch checkpoint of these models can be downloaded here, so the weights come from the official ONNX
+releases, imported exactly by :mod:`dfnb.onnx_import` and then kept as a normal deepfilternet checkpoint
+folder ``<models_dir>/<name>/`` (``config.ini``, ``checkpoints/model_1.ckpt.best``, ``provenance.json``)
+that ``df.enhance.init_df`` reads too.
+
+Where :func:`load_model` looks, in order (the first hit wins):
+
+1. an explicit path: a release tarball, a checkpoint folder (``config.ini`` + ``checkpoints/``), or a folder
+   holding ``enc.onnx``, ``erb_dec.onnx``, ``df_dec.onnx`` and ``config.ini``;
+2. ``$DFNB_MIRROR/models/onnx-official/<tarball>``;
+3. ``<repo>/../shared/models/onnx-official/<tarball>``;
+4. deepfilternet's own cache, ``df.utils.get_cache_dir()/<name>/`` with ``config.ini`` + ``checkpoints/``;
+5. deepfilternet's own download (``df.enhance.maybe_download_model``), only for the names it knows, only
+   when github.com answers and ``$DFNB_OFFLINE`` is unset.
+
+Every tarball must have the sha256 in :data:`KNOWN_SHA256` (else :class:`~dfnb.errors.ChecksumError`).
+An imported folder is reused only when its ``provenance.json`` names the sha256 of the source found now,
+so a changed source is re-imported; an unreadable cached checkpoint is rebuilt. ``models_dir`` defaults to
+``$DFNB_MODELS_DIR`` or ``<repo>/models``. Nothing is loaded at import time.
+
+Notebook: 00_tour
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dfnb import __version__
+from dfnb.compat import import_df
+from dfnb.errors import AssetNotFoundError, ChecksumError, ModelError
+
+__all__ = ["MODEL_NAMES", "RELEASE_TARBALLS", "KNOWN_SHA256", "CHECKPOINT_FILE", "CONFIG_LOCK", "ModelSpec",
+           "LoadedModel", "build_model", "load_model", "load_checkpoint_folder", "find_release_tarball", "sha256_file"]
+
+MODEL_NAMES = ("DeepFilterNet3", "DeepFilterNet2", "DeepFilterNet3_ll", "DeepFilterNet2_ll")
+RELEASE_TARBALLS = {"DeepFilterNet3": "DeepFilterNet3_onnx.tar.gz", "DeepFilterNet2": "DeepFilterNet2_onnx.tar.gz",
+                    "DeepFilterNet3_ll": "DeepFilterNet3_ll_onnx.tar.gz", "DeepFilterNet2_ll": "DeepFilterNet2_onnx_ll.tar.gz"}
+# copied from shared/models/onnx-official/SHA256SUMS
+KNOWN_SHA256 = {
+    "DeepFilterNet2_onnx.tar.gz": "412e81d8d1779b8f925ac4b53472655a9f866c4af73dbf930ab587359f631628",
+    "DeepFilterNet2_onnx_ll.tar.gz": "df7ed81f83dce963a4e7802c2aa10d566fa47d58fbedba841d3c791791ee7edc",
+    "DeepFilterNet3_ll_onnx.tar.gz": "5998e58e8ba0e09bb76986ef97b84afa065a571ef282d4a1222f341e3251cf3a",
+    "DeepFilterNet3_onnx.tar.gz": "c94d91f70911001c946e0fabb4aa9adc37045f45a03b56008cb0c8244cb63616",
+}
+# Epoch 1, not 0: df.enhance.init_df treats a checkpoint of epoch 0 as "not found" and calls exit(1).
+CHECKPOINT_FILE = "model_1.ckpt.best"
+# deepfilternet keeps its config in one process-wide object that ModelParams reads at construction.
+CONFIG_LOCK = threading.Lock()
+REPO = Path(__file__).resolve().parent.parent
+SHARED_MODELS_DIR = REPO.parent / "shared" / "models" / "onnx-official"
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything dfnb needs about a model, read from its config.ini through deepfilternet's ModelParams."""
+
+    name: str
+    family: str
+    sr: int
+    fft_size: int
+    hop_size: int
+    nb_erb: int
+    nb_df: int
+    df_order: int
+    df_lookahead: int
+    conv_lookahead: int
+    min_nb_erb_freqs: int
+    norm_alpha: float
+    lsnr_min: float
+    lsnr_max: float
+    conv_ch: int
+    emb_hidden_dim: int
+    df_hidden_dim: int
+    emb_num_layers: int
+    df_num_layers: int
+    conv_kernel: tuple[int, int]
+    conv_kernel_inp: tuple[int, int]
+    convt_kernel: tuple[int, int]
+    df_pathway_kernel_size_t: int
+    erb_widths: tuple[int, ...]
+
+    @property
+    def freq_bins(self) -> int:
+        return self.fft_size // 2 + 1
+
+
+@dataclass
+class LoadedModel:
+    """A filled ``DfNet`` (eval, float32, CPU), its spec, and the checkpoint folder it can be re-read from."""
+
+    name: str
+    spec: ModelSpec
+    net: Any
+    folder: Path
+    source: str
+    source_sha256: str | None
+
+    def new_df_state(self) -> Any:
+        """A fresh libdf ``DF`` (STFT/ERB state) for this model."""
+        import_df()
+        from libdf import DF
+
+        s = self.spec
+        return DF(sr=s.sr, fft_size=s.fft_size, hop_size=s.hop_size, nb_bands=s.nb_erb, min_nb_erb_freqs=s.min_nb_erb_freqs)
+
+    def activate(self) -> None:
+        """Load this model's config.ini into deepfilternet's process-wide config, for ``df`` functions that
+        read it (``df.enhance.df_features`` via ``get_norm_alpha``). DfNet.forward itself never reads it."""
+        with CONFIG_LOCK:
+            _load_config(self.folder / "config.ini")
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file (memoised per path, mtime and size)."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def _load_config(path: Path) -> None:
+    """Load config.ini into deepfilternet's singleton. Caller holds CONFIG_LOCK."""
+    import_df()
+    from df.config import config
+
+    ini = configparser.ConfigParser()
+    try:
+        ini.read(path)
+        keys = {"model"} | {k for sec in ("df", "deepfilternet") if ini.has_section(sec) for k in ini[sec]}
+        config.load(str(path), config_must_exist=True, allow_defaults=True, allow_reload=True)
+    except (configparser.Error, ValueError, OSError) as e:
+        raise ModelError(f"Cannot read model config {path}: {e}. Use the config.ini that came with the weights.") from e
+    clash = sorted(k.upper() for k in keys if k.upper() in os.environ)
+    if clash:  # deepfilternet's config() prefers an environment variable of the same name over config.ini
+        raise ModelError(f"Environment variable(s) {', '.join(clash)} would override {path} inside deepfilternet and "
+                         "build a different model. Unset them before loading a model.")
+
+
+def build_model(config_ini: Path, name: str = "") -> tuple[Any, ModelSpec]:
+    """Build deepfilternet's own DfNet from ``config_ini`` (random weights) and snapshot its :class:`ModelSpec`."""
+    import torch
+
+    config_ini = Path(config_ini)
+    if not config_ini.is_file():
+        raise AssetNotFoundError(f"Model config not found: {config_ini}. A model folder needs its config.ini.")
+    import_df()
+    from df.config import config
+    from df.model import ModelParams, init_model
+    from df.utils import get_norm_alpha
+    from libdf import DF
+
+    with CONFIG_LOCK:
+        _load_config(config_ini)
+        family = config("MODEL", default="deepfilternet3", section="train")
+        if family not in ("deepfilternet3", "deepfilternet2"):
+            raise ModelError(f"{config_ini} describes a '{family}' model; dfnb handles deepfilternet3 and deepfilternet2.")
+        p = ModelParams()
+        state = DF(sr=p.sr, fft_size=p.fft_size, hop_size=p.hop_size, nb_bands=p.nb_erb, min_nb_erb_freqs=p.min_nb_freqs)
+        spec = ModelSpec(
+            name=name or config_ini.parent.name, family=family, sr=p.sr, fft_size=p.fft_size, hop_size=p.hop_size,
+            nb_erb=p.nb_erb, nb_df=p.nb_df, df_order=p.df_order, df_lookahead=p.df_lookahead,
+            conv_lookahead=p.conv_lookahead, min_nb_erb_freqs=p.min_nb_freqs, norm_alpha=get_norm_alpha(False),
+            lsnr_min=float(p.lsnr_min), lsnr_max=float(p.lsnr_max), conv_ch=p.conv_ch, emb_hidden_dim=p.emb_hidden_dim,
+            df_hidden_dim=p.df_hidden_dim, emb_num_layers=p.emb_num_layers, df_num_layers=p.df_num_layers,
+            conv_kernel=tuple(p.conv_kernel), conv_kernel_inp=tuple(p.conv_kernel_inp),
+            convt_kernel=tuple(getattr(p, "convt_kernel", p.conv_kernel)),  # DFN2 uses conv_kernel for its tconvs
+            df_pathway_kernel_size_t=p.df_pathway_kernel_size_t, erb_widths=tuple(int(w) for w in state.erb_widths()))
+        mask_only = config("mask_only", cast=bool, section="train", default=False, save=False)
+        try:
+            net = init_model(state, run_df=not mask_only, train_mask=True)
+        except (AssertionError, ValueError, NotImplementedError, RuntimeError) as e:
+            raise ModelError(f"deepfilternet cannot build a model from {config_ini}: {e!r}.") from e
+    return net.to("cpu", torch.float32).eval(), spec
+
+
+def load_checkpoint_folder(folder: Path) -> LoadedModel:
+    """Load a deepfilternet checkpoint folder (config.ini + checkpoints/), picking the file like ``init_df``
+    does (best, highest epoch), but strictly: every parameter must be present, finite and of the right shape."""
+    import torch
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AssetNotFoundError(f"Checkpoint folder not found: {folder}.")
+    found = [(int(f.name.split(".")[0].rsplit("_", 1)[-1]), f) for f in (folder / "checkpoints").glob("model*.ckpt*")
+             if f.name.split(".")[0].rsplit("_", 1)[-1].isdigit() and f.name.endswith((".ckpt", ".ckpt.best"))]
+    best = [x for x in found if x[1].name.endswith(".best")] or found
+    if not (folder / "config.ini").is_file() or not best:
+        raise ModelError(f"{folder} is not a checkpoint folder: it needs config.ini and checkpoints/model_<epoch>.ckpt[.best]. "
+                         "Pass a release tarball instead, or delete the folder so it is rebuilt.")
+    cp = max(best)[1]
+    net, spec = build_model(folder / "config.ini", name=folder.name)
+    try:
+        sd = torch.load(cp, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated / not a torch file
+        raise ModelError(f"Unreadable checkpoint {cp} ({e.__class__.__name__}: {e}). Delete {folder} so it is re-imported.") from e
+    if isinstance(sd, dict) and isinstance(sd.get("model"), dict):
+        sd = sd["model"]
+    if not isinstance(sd, dict):
+        raise ModelError(f"Checkpoint {cp} holds a {type(sd).__name__}, not a state_dict. Delete {folder} so it is re-imported.")
+    sd = {k.replace("clc", "df"): v for k, v in sd.items()}  # as df.checkpoint.read_cp does
+    own = net.state_dict()
+    for k, v in own.items():
+        if k not in sd:
+            raise ModelError(f"Checkpoint {cp} lacks parameter {k} that the config.ini model has. Config and weights disagree.")
+        if tuple(sd[k].shape) != tuple(v.shape):
+            raise ModelError(f"config.ini and weights disagree at {k}: the model built from {folder / 'config.ini'} expects "
+                             f"{tuple(v.shape)}, {cp.name} has {tuple(sd[k].shape)}. Use the config.ini saved with these weights.")
+        if sd[k].is_floating_point() and not torch.isfinite(sd[k]).all():
+            raise ModelError(f"Checkpoint {cp} has non-finite values in {k}. Delete {folder} so it is re-imported.")
+    net.load_state_dict({k: sd[k] for k in own}, strict=True)
+    return LoadedModel(spec.name, spec, net.eval(), folder, f"checkpoint {cp}", sha256_file(cp))
+
+
+def _check_name(name: str) -> None:
+    if name not in MODEL_NAMES:
+        raise ModelError(f"Unknown model '{name}'. Valid names: {', '.join(MODEL_NAMES)} (or pass a path to a release "
+                         "tarball, a checkpoint folder or an ONNX release folder).")
+
+
+def _verify_tarball(path: Path, name: str | None = None) -> tuple[str, str]:
+    """Return (model name, sha256) of a release tarball, or raise ChecksumError."""
+    sha = sha256_file(path)
+    by_file = {t: n for n, t in RELEASE_TARBALLS.items()}
+    want = KNOWN_SHA256.get(RELEASE_TARBALLS[name] if name else path.name)
+    if want is not None and sha != want:
+        raise ChecksumError(f"{path} has sha256 {sha}, expected {want} (shared/models/onnx-official/SHA256SUMS): the file is "
+                            "corrupt, truncated or a different release. Copy it again from the shared folder or DFNB_MIRROR.")
+    if want is None:
+        hit = [f for f, s in KNOWN_SHA256.items() if s == sha]
+        if not hit:
+            raise ChecksumError(f"{path} (sha256 {sha}) is not one of the official releases in KNOWN_SHA256. "
+                                "For your own export, unpack it and pass the folder (enc.onnx, erb_dec.onnx, df_dec.onnx, config.ini).")
+        return by_file[hit[0]], sha
+    return name or by_file[path.name], sha
+
+
+def _search_release(name: str, tried: list[str]) -> Path | None:
+    """The first release tarball of ``name`` in $DFNB_MIRROR, then ../shared; appends misses to ``tried``."""
+    tb, mirror = RELEASE_TARBALLS[name], os.environ.get("DFNB_MIRROR")
+    for label, path in (("$DFNB_MIRROR/models/onnx-official", Path(mirror) / "models" / "onnx-official" / tb if mirror else None),
+                        ("<repo>/../shared/models/onnx-official", SHARED_MODELS_DIR / tb)):
+        if path is not None and path.is_file():
+            return path
+        tried.append(f"{label}: {path} not found" if path else f"{label}: DFNB_MIRROR is not set")
+    return None
+
+
+def find_release_tarball(name: str) -> tuple[Path, str]:
+    """Return ``(path, sha256)`` of the official release tarball of ``name`` (mirror first, then ../shared)."""
+    _check_name(name)
+    tried: list[str] = []
+    path = _search_release(name, tried)
+    if path is None:
+        raise AssetNotFoundError(_not_found(name, tried))
+    return path, _verify_tarball(path, name)[1]
+
+
+def _not_found(name: str, tried: list[str]) -> str:
+    lines = "\n".join(f"  {i}. {t}" for i, t in enumerate(tried, 1))
+    return (f"No weights found for {name}. Tried, in order:\n{lines}\nTo fix: set DFNB_MIRROR to a folder holding "
+            f"models/onnx-official/{RELEASE_TARBALLS[name]}, or put the shared folder beside the checkout "
+            f"({SHARED_MODELS_DIR.parent.parent}), or pass a path: load_model('/path/to/{RELEASE_TARBALLS[name]}').")
+
+
+def _df_cache_root() -> Path:
+    import_df()
+    from df.utils import get_cache_dir
+
+    return Path(get_cache_dir())
+
+
+def _online(host: str = "github.com") -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def _models_dir(models_dir: Path | None) -> Path:
+    return Path(models_dir or os.environ.get("DFNB_MODELS_DIR") or REPO / "models")
+
+
+def load_model(name_or_path: str | Path, *, models_dir: Path | None = None) -> LoadedModel:
+    """Load a model by name (searched as the module docstring says) or from an explicit path."""
+    mdir = _models_dir(models_dir)
+    if isinstance(name_or_path, Path) or name_or_path not in MODEL_NAMES:
+        p = Path(name_or_path).expanduser()
+        if p.exists():
+            return _load_path(p, mdir)
+        if isinstance(name_or_path, Path) or os.sep in name_or_path or name_or_path.endswith((".tar.gz", ".tgz", ".ini")):
+            raise AssetNotFoundError(f"{p} does not exist. Pass an existing release tarball or model folder, or a name: {', '.join(MODEL_NAMES)}.")
+        _check_name(str(name_or_path))
+    name = str(name_or_path)
+    tried: list[str] = []
+    path = _search_release(name, tried)
+    if path is not None:
+        return _from_release(name, path, _verify_tarball(path, name)[1], mdir)
+    cache = _df_cache_root() / name
+    if (cache / "config.ini").is_file() and (cache / "checkpoints").is_dir():
+        try:
+            return load_checkpoint_folder(cache)
+        except ModelError as e:
+            tried.append(f"deepfilternet cache {cache}: found but unusable ({e})")
+    else:
+        tried.append(f"deepfilternet cache {cache}: no config.ini + checkpoints/")
+    folder = _download(name, tried)
+    if folder is not None:
+        return load_checkpoint_folder(folder)
+    if (mdir / name / "provenance.json").is_file():
+        tried.append(f"(an earlier import exists at {mdir / name}; pass that path to use it without its source)")
+    raise AssetNotFoundError(_not_found(name, tried))
+
+
+def _download(name: str, tried: list[str]) -> Path | None:
+    import_df()
+    from df.enhance import PRETRAINED_MODELS, maybe_download_model
+
+    if name not in PRETRAINED_MODELS:
+        tried.append(f"deepfilternet download: not offered for {name} (it knows {', '.join(PRETRAINED_MODELS)})")
+    elif os.environ.get("DFNB_OFFLINE"):
+        tried.append("deepfilternet download: skipped because DFNB_OFFLINE is set")
+    elif not _online():
+        tried.append("deepfilternet download: skipped, github.com is not reachable (offline)")
+    else:
+        try:
+            return Path(maybe_download_model(name))
+        except (Exception, SystemExit) as e:  # deepfilternet calls exit(1) on HTTP errors
+            tried.append(f"deepfilternet download of {name}: failed ({e!r})")
+    return None
+
+
+def _load_path(p: Path, mdir: Path) -> LoadedModel:
+    if p.is_file() and p.name.endswith((".tar.gz", ".tgz", ".tar")):
+        name, sha = _verify_tarball(p)
+        return _from_release(name, p, sha, mdir)
+    if p.is_dir() and (p / "checkpoints").is_dir():
+        return load_checkpoint_folder(p)
+    if p.is_dir():
+        from dfnb.onnx_import import read_release
+
+        files = read_release(p)  # raises ModelError when the folder is not a release either
+        digest = hashlib.sha256("".join(f"{k}:{hashlib.sha256(v).hexdigest()}\n" for k, v in sorted(files.items())).encode())
+        return _from_release(p.name, p, digest.hexdigest(), mdir)
+    raise ModelError(f"{p} is neither a release tarball (.tar.gz), a checkpoint folder (config.ini + checkpoints/) "
+                     "nor a folder with enc.onnx, erb_dec.onnx, df_dec.onnx and config.ini.")
+
+
+def _from_release(name: str, source: Path, sha: str, mdir: Path) -> LoadedModel:
+    target = mdir / name
+    label = f"{source.name} (sha256 {sha[:12]}…) at {source}, imported by dfnb {__version__} into {target}"
+    try:
+        meta = json.loads((target / "provenance.json").read_text())
+        if meta.get("source_sha256") == sha:
+            lm = load_checkpoint_folder(target)
+            lm.name, lm.source, lm.source_sha256 = name, label, sha
+            return lm
+    except Exception:  # missing, stale or corrupt cache: rebuild it
+        pass
+    from dfnb.onnx_import import import_onnx_release
+
+    net, spec, report = import_onnx_release(source, name=name)
+    import_df()
+    from df.version import version as df_version
+
+    prov = {"name": name, "source": str(source), "source_sha256": sha, "dfnb_version": __version__,
+            "deepfilternet_version": df_version, "checkpoint": f"checkpoints/{CHECKPOINT_FILE}",
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "onnx_tensors_used": len(report["used"]), "ignored": report["ignored"], "zero_filled": report["zero_filled"]}
+    _write_folder(target, net, report["config_ini"], prov)
+    return LoadedModel(name, spec, net, target, label, sha)
+
+
+def _write_folder(target: Path, net: Any, config_text: str, prov: dict) -> None:
+    """Write config.ini + checkpoints/ + provenance.json into a temp folder beside ``target``, then os.replace."""
+    import torch
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    except OSError as e:
+        raise ModelError(f"Cannot write imported weights under {target.parent} ({e}). Set DFNB_MODELS_DIR or pass "
+                         "models_dir= to a writable folder.") from e
+    try:
+        os.chmod(tmp, 0o755)
+        (tmp / "config.ini").write_text(config_text)
+        (tmp / "checkpoints").mkdir()
+        torch.save(net.state_dict(), tmp / "checkpoints" / CHECKPOINT_FILE)
+        (tmp / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+            os.replace(target, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, target)
+    except OSError as e:  # e.g. another process put its own import in place between our two renames
+        try:
+            if json.loads((target / "provenance.json").read_text())["source_sha256"] == prov["source_sha256"]:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        raise ModelError(f"Cannot write imported weights to {target} ({e}). Check permissions, or set DFNB_MODELS_DIR.") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
