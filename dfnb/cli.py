@@ -1,0 +1,229 @@
+"""The ``dfnb`` command line: ``models``, ``enhance``, ``export``, ``inspect``, ``demo``.
+
+Every failure ends in one line on stderr that says what was wrong and what to do, and a distinct exit code:
+
+====  ===============================================================
+code  meaning
+====  ===============================================================
+0     success
+1     other dfnb error
+2     bad command line (argparse)
+3     bad audio (missing, unreadable, empty, NaN/Inf, multichannel, …)
+4     weights or clip not found anywhere dfnb looks
+5     sha256 mismatch
+6     model cannot be built (unknown name, config/weights mismatch)
+7     broken model folder (missing/corrupt/mixed files)
+8     export refused or failed (exists without --force, unwritable)
+9     bad streaming state (wrong shape, missing state input)
+70    unexpected internal error (rerun with --debug for the traceback)
+130   interrupted
+====  ===============================================================
+
+Notebook: 00_tour
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import DfnbError
+
+__all__ = ["main", "build_parser"]
+
+RUNTIMES = ("offline", "stream")
+
+
+def _models_dir() -> Path:
+    from .models import _models_dir as md
+
+    return md(None)
+
+
+def cmd_models(args) -> int:
+    """List the models dfnb knows and where each one's weights come from."""
+    from .errors import AssetNotFoundError, ChecksumError
+    from .models import MODEL_NAMES, find_release_tarball
+
+    mdir = _models_dir()
+    print(f"{'model':<20} {'weights from':<70} imported")
+    for name in MODEL_NAMES:
+        try:
+            path, sha = find_release_tarball(name)
+            where = f"{path} (sha256 {sha[:12]}… ok)"
+        except (AssetNotFoundError, ChecksumError) as e:
+            where = f"not available: {str(e).splitlines()[0][:60]}"
+        cached = mdir / name / "provenance.json"
+        print(f"{name:<20} {where:<70} {'yes: ' + str(mdir / name) if cached.exists() else 'no'}")
+    exports = sorted(p for p in mdir.glob("*/manifest.json")) if mdir.is_dir() else []
+    if exports:
+        print("\nexported folders:")
+        for m in exports:
+            import json
+
+            d = json.loads(m.read_text())
+            print(f"  {m.parent}  ({d.get('model')}, variant {d.get('variant')})")
+    return 0
+
+
+def _read_input(path: str, downmix: bool):
+    from .audio import read_audio
+
+    return read_audio(path, downmix=downmix)
+
+
+def _enhance_48k(args, x48, is_folder: bool):
+    if is_folder:
+        if args.runtime not in (None, "offline", "host"):
+            raise DfnbError(f"--runtime {args.runtime} needs a model name, not a folder; omit --runtime to run the "
+                            "folder with the onnxruntime host.")
+        from .host import host_enhance
+
+        return host_enhance(args.model, x48, chunk=args.chunk, per_call_offline=args.per_call_offline,
+                            reset_dsp=args.reset_dsp), f"onnxruntime host, chunk {args.chunk}"
+    from .models import load_model
+
+    m = load_model(args.model)
+    if (args.runtime or "offline") == "stream":
+        from .streaming import stream_enhance
+
+        y, _ = stream_enhance(m, x48, chunk=args.chunk)
+        return y, f"PyTorch streaming step, chunk {args.chunk}"
+    from .offline import enhance_offline
+
+    return enhance_offline(m, x48).audio, "PyTorch offline (full sequence)"
+
+
+def cmd_enhance(args) -> int:
+    """Enhance a wav file; the output has the input's length and sample rate and is time-aligned with it."""
+    import numpy as np
+
+    from .audio import MODEL_SR, resample, write_audio
+
+    if args.chunk < 1:
+        raise DfnbError(f"--chunk must be a positive number of hops, got {args.chunk}.")
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise DfnbError(f"{out} already exists; pass --force to overwrite it or choose another output path.")
+    x, sr = _read_input(args.input, args.downmix)
+    x48 = resample(x, sr, MODEL_SR) if sr != MODEL_SR else x
+    is_folder = Path(args.model).is_dir() and any(Path(args.model).glob("*.onnx"))
+    t0 = time.perf_counter()
+    y48, how = _enhance_48k(args, x48, is_folder)
+    dt = time.perf_counter() - t0
+    y = resample(y48, MODEL_SR, sr) if sr != MODEL_SR else y48
+    y = y[: len(x)] if len(y) >= len(x) else np.concatenate([y, np.zeros(len(x) - len(y), np.float32)])
+    write_audio(out, y, sr, overwrite=args.force)
+    print(f"wrote {out} ({len(y) / sr:.2f} s at {sr} Hz; {how}; {dt:.2f} s, RTF {dt / (len(x) / sr):.3f})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    """Export a model as an ONNX folder of one variant."""
+    from .export import default_folder, export_model
+    from .models import load_model
+
+    m = load_model(args.model)
+    out = Path(args.out) if args.out else default_folder(m.name, args.variant, _models_dir())
+    t0 = time.perf_counter()
+    export_model(m, args.variant, out, force=args.force)
+    print(f"exported {m.name} variant {args.variant} to {out} in {time.perf_counter() - t0:.1f} s "
+          f"(verified against PyTorch; see {out / 'manifest.json'})")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    """Describe a model folder and check it is complete and consistent."""
+    from .host import Host
+
+    h = Host(args.folder)
+    info = h.info
+    print(f"folder:   {info.path}")
+    print(f"variant:  {info.variant}   family: {info.family}   model: "
+          f"{(info.manifest or {}).get('model', '(no manifest.json: upstream-style folder)')}")
+    print(f"delay:    {h.delay_samples} samples ({h.delay_samples / info.cfg.sr * 1000:.0f} ms) in dfnb's host "
+          f"(conv_lookahead {info.conv_lookahead}, df_lookahead {info.df_lookahead})")
+    for f, io in info.io.items():
+        print(f"{f}:")
+        for kind in ("inputs", "outputs"):
+            print(f"  {kind}: " + ", ".join(f"{n} {list(s)}" for n, s, _ in io[kind]))
+    states = [(i, o, s) for pairs in h._state_io.values() for i, o, s in pairs]
+    print("states:   " + (", ".join(f"{i}->{o} {list(s)}" for i, o, s in states) if states else
+                          "none (every call starts from zero state)"))
+    print("status:   complete and consistent")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The main job (what `make demo` runs)."""
+    from .demo import run_demo
+
+    return run_demo(out_dir=Path(args.out), quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dfnb", description="DeepFilterNet investigation kit: exact streaming and "
+                                "stateful ONNX exports. Exit codes: see `python -c 'import dfnb.cli; help(dfnb.cli)'`.")
+    p.add_argument("--version", action="version", version=f"dfnb {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    s = sub.add_parser("models", help="list models and where their weights come from")
+    s.set_defaults(func=cmd_models)
+    s = sub.add_parser("enhance", help="enhance a wav file (output: same length, time-aligned)")
+    s.add_argument("input", help="input audio file (any sample rate; mono, or use --downmix)")
+    s.add_argument("output", help="output wav (refused if it exists, unless --force)")
+    s.add_argument("--model", default="DeepFilterNet3",
+                   help="a model name (DeepFilterNet3, DeepFilterNet2, DeepFilterNet3_ll, DeepFilterNet2_ll) or an "
+                        "exported folder (run with the onnxruntime host)")
+    s.add_argument("--runtime", choices=RUNTIMES, default=None,
+                   help="for a model name: offline (default, full sequence) or stream (PyTorch streaming step)")
+    s.add_argument("--chunk", type=int, default=1, help="hops per call for stream/host runtimes (default 1)")
+    s.add_argument("--per-call-offline", action="store_true",
+                   help="host: run each call as a whole file (shows the lost lookahead of a naive host)")
+    s.add_argument("--reset-dsp", action="store_true", help="host with --per-call-offline: reset STFT/norms per call")
+    s.add_argument("--downmix", action="store_true", help="average the channels of a multichannel input")
+    s.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    s.set_defaults(func=cmd_enhance)
+    s = sub.add_parser("export", help="export a model as an ONNX folder (stateless, h0, gru, full, step)")
+    s.add_argument("--model", default="DeepFilterNet3", help="model name (see `dfnb models`) or a checkpoint folder")
+    s.add_argument("--variant", required=True, choices=("stateless", "h0", "gru", "full", "step"))
+    s.add_argument("--out", default=None, help="target folder (default models/<short>_<variant>, e.g. models/dfn3_h0)")
+    s.add_argument("--force", action="store_true", help="replace the target folder if it exists")
+    s.set_defaults(func=cmd_export)
+    s = sub.add_parser("inspect", help="describe a model folder and check it is complete and consistent")
+    s.add_argument("folder")
+    s.set_defaults(func=cmd_inspect)
+    s = sub.add_parser("demo", help="the main job: enhance a clip, export dfn3_h0 + full, print the fidelity table")
+    s.add_argument("--out", default="out", help="where wavs and PNGs go (default ./out)")
+    s.add_argument("--quick", action="store_true", help="shorter run (one chunk size)")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DfnbError as e:
+        print(f"dfnb {args.command}: error: {str(e).strip()}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"dfnb {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 — one line, not a stack trace, unless --debug
+        if args.debug:
+            raise
+        print(f"dfnb {args.command}: unexpected error: {type(e).__name__}: {e}. This is a dfnb bug; rerun with "
+              "--debug and report the traceback.", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The main job (``make demo`` / ``dfnb demo``): enhance a real clip, export the seed's ``dfn3_h0`` and the fully
+stateful DeepFilterNet3 folder, run both through the onnxruntime host, and print the fidelity table.
+
+Existing export folders are never overwritten: a valid one is reused (its weights' sha256 must match),
+anything else is reported and skipped.
+
+Notebook: 00_tour
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+__all__ = ["run_demo", "DEMO_CLIP"]
+
+DEMO_CLIP = "vb_p232_013"
+
+
+def _step(msg: str) -> None:
+    print(f"\n== {msg}", flush=True)
+
+
+def _ensure_export(loaded, variant: str, folder: Path) -> Path | None:
+    from .errors import DfnbError
+    from .export import export_model
+    from .host import inspect_folder
+
+    if folder.exists():
+        try:
+            info = inspect_folder(folder)
+            man = info.manifest or {}
+            if man.get("variant") == variant and man.get("weights", {}).get("sha256") == loaded.source_sha256:
+                print(f"   reusing {folder} (already exported from the same weights)")
+                return folder
+            print(f"   {folder} exists but is not a {variant} export of these weights; left untouched. "
+                  f"Re-export it with: dfnb export --model {loaded.name} --variant {variant} --out {folder} --force")
+        except DfnbError as e:
+            print(f"   {folder} exists and is not usable ({str(e).splitlines()[0]}); left untouched.")
+        return None
+    t0 = time.perf_counter()
+    export_model(loaded, variant, folder)
+    print(f"   exported {folder} in {time.perf_counter() - t0:.1f} s")
+    return folder
+
+
+def run_demo(out_dir: Path = Path("out"), quick: bool = False, models_dir: Path | None = None) -> int:
+    """Run the main job; returns 0. Prints every path it writes and the numbers it measures."""
+    from . import clips, metrics, plot
+    from .audio import write_audio
+    from .export import default_folder
+    from .host import host_enhance
+    from .models import _models_dir, load_model
+    from .offline import enhance_offline
+    from .streaming import stream_enhance
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mdir = _models_dir(models_dir)
+
+    _step("1/4 load DeepFilterNet3")
+    t0 = time.perf_counter()
+    m = load_model("DeepFilterNet3")
+    print(f"   weights: {m.source}\n   loaded in {time.perf_counter() - t0:.1f} s")
+
+    _step(f"2/4 offline reference on {DEMO_CLIP} (VoiceBank-DEMAND)")
+    noisy, clean, sr = clips.load_pair(DEMO_CLIP)
+    off = enhance_offline(m, noisy, sr).audio
+    wav = write_audio(out_dir / f"{DEMO_CLIP}_dfn3_offline.wav", off, sr, overwrite=True)
+    fig = plot.plot_spectrograms({"noisy": noisy, "enhanced (offline)": off, "clean": clean}, sr,
+                                 title=f"DeepFilterNet3 on {DEMO_CLIP}")
+    png = plot.save_figure(fig, out_dir / f"{DEMO_CLIP}_spectrograms.png")
+    imp = metrics.snr_improvement(noisy, off, clean)
+    print(f"   enhanced wav:     {wav}\n   spectrogram PNG:  {png}")
+    print(f"   SNR vs clean: noisy {_snr(noisy, clean):.2f} dB -> "
+          f"enhanced {_snr(off, clean):.2f} dB (improvement {imp:+.2f} dB)")
+
+    _step("3/4 export the seed's h0 folder and the fully stateful folder")
+    folders = {v: _ensure_export(m, v, default_folder(m.name, v, mdir)) for v in ("h0", "full")}
+
+    _step("4/4 fidelity: streamed output vs offline PyTorch (SNR of the difference, higher is better)")
+    rows = []
+    chunks = (1,) if quick else (1, 7)
+    for ch in chunks:
+        y, _ = stream_enhance(m, noisy, chunk=ch)
+        rows.append({"path": "PyTorch streaming step", "chunk (hops)": ch,
+                     "SNR of diff (dB)": metrics.snr_of_difference(off, y),
+                     "max abs err": metrics.max_abs_error(off, y)})
+        for v, f in folders.items():
+            if f is None:
+                continue
+            y = host_enhance(f, noisy, chunk=ch)
+            rows.append({"path": f"onnxruntime host: {f}", "chunk (hops)": ch,
+                         "SNR of diff (dB)": metrics.snr_of_difference(off, y),
+                         "max abs err": metrics.max_abs_error(off, y)})
+            if v == "full" and ch == 1:
+                write_audio(out_dir / f"{DEMO_CLIP}_dfn3_full_host.wav", y, sr, overwrite=True)
+    print(metrics.metrics_table(rows, floatfmt=".3g"))
+    (out_dir / "fidelity.json").write_text(json.dumps(rows, indent=2, default=float) + "\n")
+    print(f"   table also in {out_dir / 'fidelity.json'}")
+    print("\nNext: the notebooks are in notebooks/ (`make lab` opens them in JupyterLab); `make report` renders "
+          "them all to report/*.html.")
+    return 0
+
+
+def _snr(x, clean) -> float:
+    import numpy as np
+
+    return float(10 * np.log10(np.sum(clean**2) / np.sum((x - clean) ** 2)))
