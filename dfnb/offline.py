@@ -98,8 +98,8 @@ def enhance_offline(loaded: Any, audio: np.ndarray, sr: int | None = None, *, pr
     Notebook: 00_tour
     """
     cfg = dsp.DspConfig.from_spec(loaded.spec)
-    sr = cfg.sr if sr is None else int(sr)
-    output_sr = sr if output_sr is None else int(output_sr)
+    sr = cfg.sr if sr is None else audio_mod.check_sr(sr)  # int(sr) would turn 16000.5, "16000", True into rates
+    output_sr = sr if output_sr is None else audio_mod.check_sr(output_sr, name="output_sr")
     x = audio_mod.check_audio(audio, sr)
     x48 = audio_mod.resample(x, sr, cfg.sr) if sr != cfg.sr else x
     n = len(x48)
