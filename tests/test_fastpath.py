@@ -1,0 +1,138 @@
+"""dfnb.fastpath: the lean DSP is bit-identical to dfnb.dsp; FastStepHost is exact (≥ 90 dB against offline
+PyTorch on a real clip, bit-identical to dfnb.host.Host) for DeepFilterNet3 and DeepFilterNet3_ll; the lean
+graph, a packed-state folder and resets change nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dfnb import clips, dsp, metrics
+from dfnb.errors import ModelFolderError, StateError
+from dfnb.fastpath import FastStepHost, LeanDsp, fast_enhance, lean_step_model, pack_states, time_breakdown
+
+EXACT_DB = 90.0
+SECONDS = 2.5  # of the real clip: enough speech for every state to matter, short enough for the time budget
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    x, sr = clips.load_clip("vb_p232_013")
+    assert sr == 48000
+    return x[: int(SECONDS * sr)]
+
+
+@pytest.fixture(scope="module")
+def models():
+    from dfnb.models import load_model
+
+    cache: dict = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = load_model(name)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def step_folder(models, tmp_path_factory):
+    from dfnb.export import export_model
+
+    root = tmp_path_factory.mktemp("fastpath")
+    cache: dict = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = export_model(models(name), "step", root / f"{name}_step")
+        return cache[name]
+
+    return get
+
+
+def test_lean_dsp_is_bit_identical_to_dsp(clip):
+    cfg = dsp.DspConfig.build(48000, 960, 480, 32, 96)
+    ref, lean = dsp.DspState.initial(cfg), LeanDsp(cfg)
+    spec = np.zeros(cfg.freq_bins, np.complex64)
+    fe = np.zeros(cfg.nb_erb, np.float32)
+    fs = np.zeros((cfg.nb_df, 2), np.float32)
+    for i in range(len(clip) // 480):
+        x = clip[i * 480 : (i + 1) * 480]
+        s_ref = dsp.analysis(cfg, ref, x)
+        lean.analysis_into(x, spec)
+        assert np.array_equal(s_ref, spec)
+        e_ref, d_ref = dsp.features(cfg, ref, s_ref)
+        lean.features_into(spec, fe, fs)
+        assert np.array_equal(e_ref, fe)
+        assert np.array_equal(d_ref, fs[:, 0] + 1j * fs[:, 1])
+        y_ref = dsp.synthesis(cfg, ref, s_ref * 0.5)
+        assert np.array_equal(y_ref, lean.synthesis(spec * 0.5))
+    for name in ("analysis_mem", "synthesis_mem", "erb_norm", "unit_norm"):
+        assert np.array_equal(getattr(ref, name), getattr(lean.state, name))
+
+
+@pytest.mark.parametrize("name", ["DeepFilterNet3", "DeepFilterNet3_ll"])
+def test_fast_host_is_exact(models, step_folder, clip, name):
+    from dfnb.host import host_enhance
+    from dfnb.offline import enhance_offline
+
+    folder = step_folder(name)
+    host = FastStepHost(folder)
+    assert host.lean_report["gates_removed"] > 0 and host.lean_report["einsum_to_matmul"] > 0
+    y = fast_enhance(folder, clip, host=host)
+    assert y.shape == clip.shape and y.dtype == np.float32
+    off = enhance_offline(models(name), clip).audio
+    snr = metrics.snr_of_difference(off, y)
+    print(f"{name}: FastStepHost vs offline PyTorch: SNR of difference {snr:.1f} dB")
+    assert snr >= EXACT_DB
+    # the same numbers as the reference host, bit for bit (same graph arithmetic, same DSP arithmetic)
+    assert np.array_equal(y, host_enhance(folder, clip))
+    # the unmodified graph (warm-up inside the graph) gives the same output too
+    assert np.array_equal(y, fast_enhance(folder, clip, host=FastStepHost(folder, lean=False)))
+    # reset: a second run on the same host is identical
+    assert np.array_equal(y, fast_enhance(folder, clip, host=host))
+    # lsnr is the encoder's estimate of the last hop (finite)
+    assert np.isfinite(host.lsnr)
+
+
+def test_process_hop_process_and_flush_agree(step_folder, clip):
+    folder = step_folder("DeepFilterNet3")
+    a, b = FastStepHost(folder), FastStepHost(folder)
+    n = 40 * 480
+    ya = np.concatenate([a.process_hop(clip[i : i + 480]).copy() for i in range(0, n, 480)] + [a.flush()])
+    yb = np.concatenate([b.process(clip[:n]), b.flush()])
+    assert np.array_equal(ya, yb)
+    assert a.delay_samples == 1440 and np.all(ya[: a.delay_frames * 480] == 0)
+    with pytest.raises(StateError):
+        a.process(np.zeros(100, np.float32))
+
+
+def test_packed_states_equal_unpacked(step_folder, clip, tmp_path):
+    from dfnb.host import Host, host_enhance
+
+    folder = step_folder("DeepFilterNet3")
+    packed = pack_states(folder, tmp_path / "dfn3_packed")
+    with pytest.raises(ModelFolderError):
+        pack_states(folder, packed)  # exists, no force
+    x = clip[: 100 * 480]
+    y = fast_enhance(folder, x)
+    assert np.array_equal(y, fast_enhance(packed, x))  # FastStepHost runs the packed graph as is
+    assert np.array_equal(y, host_enhance(packed, x, host=Host(packed)))  # and so does the reference host
+
+
+def test_lean_graph_report_and_breakdown(step_folder, clip):
+    folder = step_folder("DeepFilterNet3")
+    model, rep = lean_step_model(folder / "step.onnx")
+    assert "warmup" not in [i.name for i in model.graph.input]
+    assert not any(n.op_type == "Einsum" for n in model.graph.node)
+    assert rep["gates_removed"] == 6
+    t = time_breakdown(FastStepHost(folder), clip, hops=60)
+    assert set(t) == {"analysis", "features", "model", "synthesis", "total"}
+    assert all(v > 0 for v in t.values()) and t["model"] < t["total"]
+
+
+def test_rejects_non_step_folder(tmp_path):
+    (tmp_path / "config.ini").write_text("[df]\n")
+    with pytest.raises(ModelFolderError):
+        FastStepHost(tmp_path)
