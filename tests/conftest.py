@@ -27,3 +27,35 @@ def real_clip(shared_dir: Path) -> np.ndarray:
     audio, sr = sf.read(shared_dir / "data" / "voicebank-demand" / "p232_013_noisy.wav", dtype="float32")
     assert sr == 48000 and audio.ndim == 1
     return audio
+
+
+@pytest.fixture(scope="session")
+def load():
+    """``load(name)``: each model loaded once per test session (imports come from the official ONNX releases)."""
+    from dfnb.models import load_model
+
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = load_model(name)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def exported(load, tmp_path_factory):
+    """``exported(model, variant)``: a folder exported once per test session into a temp dir."""
+    from dfnb.export import default_folder, export_model
+
+    root = tmp_path_factory.mktemp("exports")
+    cache: dict = {}
+
+    def get(name: str, variant: str):
+        key = (name, variant)
+        if key not in cache:
+            cache[key] = export_model(load(name), variant, default_folder(name, variant, root))
+        return cache[key]
+
+    return get
