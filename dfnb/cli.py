@@ -164,8 +164,20 @@ def cmd_demo(args) -> int:
     return run_demo(out_dir=Path(args.out), quick=args.quick)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage stays in --help), like every other dfnb failure."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`.\n")
+
+
+def _one_line(e: BaseException) -> str:
+    """A message on one line: multi-line messages (e.g. every place tried for weights) joined with spaces."""
+    return " ".join(line.strip() for line in str(e).strip().splitlines() if line.strip())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dfnb", description="DeepFilterNet investigation kit: exact streaming and "
+    p = _Parser(prog="dfnb", description="DeepFilterNet investigation kit: exact streaming and "
                                 "stateful ONNX exports. Exit codes: see `python -c 'import dfnb.cli; help(dfnb.cli)'`.")
     p.add_argument("--version", action="version", version=f"dfnb {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
@@ -212,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DfnbError as e:
-        print(f"dfnb {args.command}: error: {str(e).strip()}", file=sys.stderr)
+        print(f"dfnb {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"dfnb {args.command}: interrupted", file=sys.stderr)
@@ -220,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 — one line, not a stack trace, unless --debug
         if args.debug:
             raise
-        print(f"dfnb {args.command}: unexpected error: {type(e).__name__}: {e}. This is a dfnb bug; rerun with "
+        print(f"dfnb {args.command}: unexpected error: {type(e).__name__}: {_one_line(e)}. This is a dfnb bug; rerun with "
               "--debug and report the traceback.", file=sys.stderr)
         return 70
 
