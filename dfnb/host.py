@@ -39,10 +39,11 @@ from typing import Any
 
 import numpy as np
 
+from . import audio as audio_mod
 from . import dsp
-from .errors import ModelFolderError, StateError
+from .errors import AudioError, DfnbError, ModelFolderError, StateError
 
-__all__ = ["FolderInfo", "inspect_folder", "Host", "host_enhance", "detect_variant"]
+__all__ = ["FolderInfo", "inspect_folder", "Host", "host_enhance", "detect_variant", "check_feeds"]
 
 _FILES3 = ("enc.onnx", "erb_dec.onnx", "df_dec.onnx")
 
@@ -184,6 +185,7 @@ def _consistency(info: FolderInfo) -> list:
                 have = [i[0] for i in info.io[f]["inputs"]]
                 if want and want != have:
                     problems.append(f"{f} inputs {have} differ from the manifest's {want} (file from another export)")
+    problems += _mixed_files(info)
     if info.variant == "step":
         return problems
     ins = {f: {i[0]: i[1] for i in info.io[f]["inputs"]} for f in _FILES3}
@@ -199,6 +201,120 @@ def _consistency(info: FolderInfo) -> list:
     if fs is not None and fs != info.cfg.nb_df:
         problems.append(f"enc.onnx takes {fs} DF bins but config.ini says nb_df={info.cfg.nb_df}")
     return problems
+
+
+_BASE_INPUTS = {"enc.onnx": ("feat_erb", "feat_spec"), "erb_dec.onnx": ("emb", "e3", "e2", "e1", "e0"),
+                "df_dec.onnx": ("emb", "c0"), "step.onnx": ("spec", "feat_erb", "feat_spec")}
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _config_sizes(path: Path) -> dict:
+    """GRU sizes and the DF pathway kernel from config.ini (None when absent or unreadable)."""
+    cp = configparser.ConfigParser()
+    try:
+        cp.read(path)
+    except configparser.Error:
+        return {}
+    out = {}
+    for k in ("emb_hidden_dim", "df_hidden_dim", "df_num_layers", "df_pathway_kernel_size_t"):
+        try:
+            out[k] = int(cp.get("deepfilternet", k))
+        except (configparser.Error, ValueError):
+            out[k] = None
+    return out
+
+
+def _mixed_files(info: FolderInfo) -> list:
+    """Files that do not belong together although their input names fit each other: config.ini against the
+    manifest (values and sha256 of every file), GRU state sizes against config.ini, and the state inputs of
+    the three files against each other (which also catches mixed variants in folders without a manifest)."""
+    problems = []
+    m, p = info.manifest, info.path
+    if m is not None:
+        have = {"sr": info.cfg.sr, "fft_size": info.cfg.fft_size, "hop_size": info.cfg.hop_size,
+                "nb_erb": info.cfg.nb_erb, "nb_df": info.cfg.nb_df, "df_order": info.df_order,
+                "conv_lookahead": info.conv_lookahead, "df_lookahead": info.df_lookahead}
+        bad = [f"{k}={v} (manifest.json: {m[k]})" for k, v in have.items() if k in m and m[k] != v]
+        if bad:
+            problems.append(f"config.ini says {', '.join(bad)}: it is the config.ini of another model")
+        for f, meta in (m.get("files") or {}).items():
+            want = meta.get("sha256") if isinstance(meta, dict) else None
+            if want and (p / f).is_file() and _file_sha256(p / f) != want:
+                problems.append(f"{f} is not the file exported with this manifest.json (sha256 differs)")
+    sizes = _config_sizes(p / "config.ini")
+    want_units = {"h0": "emb_hidden_dim", "erb_h0": "emb_hidden_dim", "df_h0": "df_hidden_dim"}
+    for f, io in info.io.items():
+        for name, shape, _ in io["inputs"]:
+            key = want_units.get(name)
+            units = _dim(shape, -1) if key else None
+            if key and sizes.get(key) is not None and units is not None and units != sizes[key]:
+                problems.append(f"{f} state {name} has {units} units but config.ini says {key}={sizes[key]} "
+                                "(graphs and config.ini of different models)")
+    if info.variant != "step" and all(f in info.io for f in _FILES3):
+        st = {f: [i[0] for i in info.io[f]["inputs"] if i[0] not in _BASE_INPUTS[f]] for f in _FILES3}
+        dec = st["erb_dec.onnx"] + st["df_dec.onnx"]
+        enc_conv = [n for n in st["enc.onnx"] if n != "h0"]
+        dec_gru = [n for n in dec if n in ("erb_h0", "df_h0")]
+        dec_conv = [n for n in dec if n not in ("erb_h0", "df_h0")]
+        if "h0" not in st["enc.onnx"] and dec:
+            problems.append(f"enc.onnx carries no state (stateless export) but the decoders carry {dec}")
+        elif len(dec_gru) == 1:
+            problems.append(f"only one decoder carries its GRU state ({dec_gru[0]}): erb_dec.onnx and df_dec.onnx "
+                            "come from different variants")
+        elif dec_conv and not enc_conv:
+            problems.append(f"the decoders carry conv states {dec_conv} but enc.onnx does not: enc.onnx comes from "
+                            "an h0/gru export, the decoders from a full one")
+        elif enc_conv and (not dec_gru or (not dec_conv and (sizes.get("df_pathway_kernel_size_t") or 1) > 1)):
+            problems.append("enc.onnx comes from a full export (conv states) but the decoders do not carry "
+                            f"{'their conv states' if dec_gru else 'any state'}")
+    return problems
+
+
+def check_feeds(model: Any, feeds: dict) -> None:
+    """Check ``feeds`` against the inputs of an onnxruntime session or ``.onnx`` file before ``session.run``.
+
+    Raises :class:`StateError` naming every missing input -- separating the state inputs (``h0``, conv pasts, ...),
+    which a stateful folder needs on *every* call (zeros first, then the previous call's ``h1``/``*_next``
+    outputs; shapes in ``dfnb inspect``) -- plus unknown names and arrays whose rank, fixed dims or dtype do
+    not fit. A bare ``session.run`` only says "Required inputs ([...]) are missing from input feed".
+
+    Notebook: 02_stateful_export
+    """
+    sess = model if hasattr(model, "get_inputs") else _session(Path(model), 1)
+    label = Path(model).name if isinstance(model, (str, Path)) else "the session"
+    base = {n for names in _BASE_INPUTS.values() for n in names}
+    inputs = {i.name: i for i in sess.get_inputs()}
+    problems = []
+    missing = [n for n in inputs if n not in feeds]
+    states = [n for n in missing if n not in base]
+    if states:
+        problems.append(f"state input(s) {states} are missing: feed zeros of shape "
+                        f"{[list(inputs[n].shape) for n in states]} on the first call and the previous call's "
+                        "matching outputs (h1, *_next) after that")
+    if len(missing) > len(states):
+        problems.append(f"input(s) {[n for n in missing if n in base]} are missing")
+    unknown = sorted(set(feeds) - set(inputs))
+    if unknown:
+        problems.append(f"{unknown} are not inputs of this graph (its inputs: {list(inputs)})")
+    for n, v in feeds.items():
+        if n not in inputs:
+            continue
+        a, shape = np.asarray(v), inputs[n].shape
+        fixed_ok = a.ndim == len(shape) and all(not isinstance(d, int) or d == s for d, s in zip(shape, a.shape))
+        if not fixed_ok or (inputs[n].type == "tensor(float)" and a.dtype != np.float32):
+            problems.append(f"{n} must be {'float32' if inputs[n].type == 'tensor(float)' else inputs[n].type} "
+                            f"{list(shape)}, got {a.dtype} {list(a.shape)}")
+    if problems:
+        raise StateError(f"{label}: " + "; ".join(problems) + ". `dfnb inspect <folder>` lists every input and state.")
 
 
 class Host:
@@ -247,6 +363,8 @@ class Host:
         self.states = {i: np.zeros(shape, np.float32) for pairs in self._state_io.values() for i, _, shape in pairs}
         self.dsp_state = dsp.DspState.initial(self.cfg)
         self.n_in = 0
+        self.samples_in = 0  # samples given to process() since reset: names the time of a bad sample
+        self.lsnr_trace: list = []  # exact hosts: the encoder's lsnr per frame, in order (offline's lsnr probe)
         f, o = self.cfg.freq_bins, self.order
         if self.family == "deepfilternet3":
             self.spec_buf = np.zeros((self.L + o - self.dfl, f), np.complex64)
@@ -349,6 +467,7 @@ class Host:
         if len(spec) > skip:
             m, coefs, lsnr = self._model(fe[skip:], fs[skip:])
             self.last_lsnr = lsnr
+            self.lsnr_trace.extend(float(v) for v in lsnr)
         for i in range(len(spec)):
             j = i - skip
             res.append(self._stage(spec[i], m[j] if j >= 0 else None, coefs[j] if j >= 0 else None))
@@ -364,6 +483,8 @@ class Host:
             out = self._run("step.onnx", {"spec": x, "feat_erb": e, "feat_spec": s})
             self.n_in += 1
             self.last_lsnr = out["lsnr"].reshape(-1)
+            if self.n_in > self.L:
+                self.lsnr_trace.append(float(self.last_lsnr[0]))
             if self.n_in > self.delay_frames:
                 y = out["enh"].reshape(f, 2)
                 res.append((y[:, 0] + 1j * y[:, 1]).astype(np.complex64))
@@ -381,11 +502,20 @@ class Host:
     # -- public --------------------------------------------------------------------------------------
     def process(self, samples: np.ndarray) -> np.ndarray:
         """One host call on whole hops (``len(samples)`` a multiple of ``hop_size``); same number of samples out."""
-        x = np.asarray(samples, dtype=np.float32)
+        x = np.asarray(samples)
         h = self.cfg.hop_size
         if x.ndim != 1 or len(x) % h or len(x) == 0:
             raise StateError(f"a host call takes a 1-D float32 block of whole hops (multiples of {h} samples), "
                              f"got shape {list(x.shape)}; buffer your audio into {h}-sample hops.")
+        # the audio gate (AudioError): a NaN/Inf would otherwise poison every later call's states
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            i = int(np.argmin(np.isfinite(x)))
+            k = self.samples_in + i
+            raise AudioError(f"host call: stream sample {k} (at {k / self.cfg.sr:.3f} s; sample {i} of this call) is "
+                             f"{'NaN' if np.isnan(x[i]) else 'Inf'}; nothing of this call reached the model. Replace "
+                             "bad samples (e.g. np.nan_to_num) before passing them in.")
+        x = audio_mod.check_audio(x, self.cfg.sr, name="host call")
+        self.samples_in += len(x)
         if not self.per_call_offline:
             spec = dsp.analysis_frames(self.cfg, self.dsp_state, x)
             fe, fs = dsp.features_frames(self.cfg, self.dsp_state, spec)
@@ -408,9 +538,11 @@ def host_enhance(folder: Path | str, audio: np.ndarray, *, chunk: int = 1, threa
 
     Notebook: 02_stateful_export
     """
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise DfnbError(f"chunk must be a positive number of hops, got {chunk!r}.")
     h = host or Host(folder, threads=threads, per_call_offline=per_call_offline, reset_dsp=reset_dsp)
     h.reset()
-    x = np.asarray(audio, dtype=np.float32)
+    x = audio_mod.check_audio(audio, h.cfg.sr)  # same gate as enhance_offline: AudioError, never a crash
     hop, fft = h.cfg.hop_size, h.cfg.fft_size
     padded = np.concatenate([x, np.zeros(fft, np.float32)])
     n = len(padded) // hop
