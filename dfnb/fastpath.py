@@ -249,8 +249,31 @@ def _einsum_to_matmul(model) -> int:
     return k
 
 
-def lean_step_model(step_onnx: Path | str, *, ungate: bool = True, einsum: bool = True):
+GAINS_OUTPUT = "erb_gains"
+
+
+def _expose_gains(model) -> bool:
+    """Add the per-bin ERB gains (``m @ erb_inv_fb``, float32 [1,1,1,F]) as graph output ``erb_gains``.
+
+    The mask stage multiplies the spectrum by this tensor; :mod:`dfnb.official` needs it to apply the mask
+    without the deep filter, as the official runtime does for some LSNR ranges.
+    """
+    from onnx import TensorProto, helper
+
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    cands = [n for n in g.node if n.op_type == "MatMul" and n.input[1] in inits and "erb_inv_fb" in n.input[1]]
+    if len(cands) != 1:
+        return False
+    g.node.append(helper.make_node("Identity", [cands[0].output[0]], [GAINS_OUTPUT], name="_fp_gains"))
+    g.output.append(helper.make_tensor_value_info(GAINS_OUTPUT, TensorProto.FLOAT, None))
+    return True
+
+
+def lean_step_model(step_onnx: Path | str, *, ungate: bool = True, einsum: bool = True, gains: bool = False):
     """The lean version of a ``step.onnx`` (an ``onnx.ModelProto``) and a report of what was changed.
+
+    ``gains=True`` also exposes the ERB mask gains per bin as output ``erb_gains`` (see :mod:`dfnb.official`).
 
     Notebook: 02_stateful_export
     """
@@ -260,6 +283,8 @@ def lean_step_model(step_onnx: Path | str, *, ungate: bool = True, einsum: bool 
     report = {"nodes_before": len(model.graph.node)}
     report["gates_removed"] = _ungate(model) if ungate else 0
     report["einsum_to_matmul"] = _einsum_to_matmul(model) if einsum else 0
+    if gains and not _expose_gains(model):
+        raise ModelFolderError(f"{step_onnx}: cannot find the mask's MatMul with erb_inv_fb; re-export the folder.")
     report["nodes_after"] = len(model.graph.node)
     return model, report
 
@@ -421,7 +446,8 @@ class FastStepHost:
     """
 
     def __init__(self, folder: Path | str, threads: int = 1, *, lean: bool = True,
-                 session_config: dict | None = None, optimized_model_path: Path | str | None = None):
+                 session_config: dict | None = None, optimized_model_path: Path | str | None = None,
+                 gains: bool = False):
         import onnxruntime as ort
 
         from .host import inspect_folder
@@ -442,7 +468,7 @@ class FastStepHost:
         if optimized_model_path is not None:
             so.optimized_model_filepath = str(optimized_model_path)
         if self.lean:
-            model, self.lean_report = lean_step_model(self.folder / "step.onnx")
+            model, self.lean_report = lean_step_model(self.folder / "step.onnx", gains=gains)
             self.sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
         else:
             self.lean_report = {}
@@ -454,6 +480,7 @@ class FastStepHost:
         self._fs = np.zeros((1, 1, 1, d, 2), _F32)
         self._enh = np.zeros((1, 1, 1, f, 2), _F32)
         self._lsnr = np.zeros(self._out_shape("lsnr"), _F32)
+        self._gains = np.zeros((1, 1, 1, f), _F32) if self.lean and gains else None
         self._spec_c = self._spec.reshape(-1).view(np.complex64)
         self._enh_c = self._enh.reshape(-1).view(np.complex64)
         self._fs_flat = self._fs.reshape(d, 2)
@@ -471,7 +498,7 @@ class FastStepHost:
 
         outs = [o.name for o in self.sess.get_outputs()]
         st_in = [i for i in self.sess.get_inputs() if i.name not in _BASE_IN]
-        st_out = [o for o in outs if o not in _BASE_OUT]
+        st_out = [o for o in outs if o not in _BASE_OUT and o != GAINS_OUTPUT]
         if len(st_in) != len(st_out):
             raise ModelFolderError(f"{self.folder / 'step.onnx'} has {len(st_in)} state inputs but {len(st_out)} "
                                    "state outputs; re-export the folder.")
@@ -488,6 +515,8 @@ class FastStepHost:
                 b.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(arr))
             b.bind_ortvalue_output("enh", ort.OrtValue.ortvalue_from_numpy(self._enh))
             b.bind_ortvalue_output("lsnr", ort.OrtValue.ortvalue_from_numpy(self._lsnr))
+            if self._gains is not None:
+                b.bind_ortvalue_output(GAINS_OUTPUT, ort.OrtValue.ortvalue_from_numpy(self._gains))
             src, dst = self._bufs[k], self._bufs[1 - k]
             for name in self.state_names:
                 b.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(src[name]))
