@@ -45,8 +45,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from . import audio as audio_mod
 from . import dsp
-from .errors import StateError
+from .errors import AudioError, DfnbError, StateError
 
 __all__ = [
     "STATE_GROUPS",
@@ -466,8 +467,20 @@ class Stream:
         return (o[:, 0] + 1j * o[:, 1]).astype(np.complex64)
 
     def process_hop(self, hop: np.ndarray) -> np.ndarray:
-        """One hop in (``hop_size`` samples), one hop out (zeros during the first ``delay_frames`` hops)."""
-        spec_c = dsp.analysis(self.cfg, self.state.dsp, np.asarray(hop, dtype=np.float32))
+        """One hop in (``hop_size`` samples), one hop out (zeros during the first ``delay_frames`` hops).
+
+        The hop is validated like any audio (:func:`dfnb.audio.check_audio`): a NaN/Inf sample raises
+        :class:`~dfnb.errors.AudioError` naming its time instead of poisoning every later hop's state.
+        """
+        x = np.asarray(hop)
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            i = int(np.argmin(np.isfinite(x.reshape(-1))))
+            k = self.state.hops_in * self.cfg.hop_size + i
+            raise AudioError(f"stream hop {self.state.hops_in}: stream sample {k} (at {k / self.cfg.sr:.3f} s) is "
+                             f"{'NaN' if np.isnan(x.reshape(-1)[i]) else 'Inf'}; the hop did not reach the model. "
+                             "Replace bad samples (e.g. np.nan_to_num) before passing them in.")
+        x = audio_mod.check_audio(x, self.cfg.sr, name=f"stream hop {self.state.hops_in}")
+        spec_c = dsp.analysis(self.cfg, self.state.dsp, x)
         fe, fs = dsp.features(self.cfg, self.state.dsp, spec_c)
         y = self._model_hop(spec_c, fe, fs)
         if y is None:
@@ -520,8 +533,10 @@ def stream_enhance(loaded: Any, audio: np.ndarray, *, chunk: int = 1, carry: Ite
 
     Notebook: 01_why_stateless_diverges
     """
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise DfnbError(f"chunk must be a positive number of hops, got {chunk!r}.")
+    x = audio_mod.check_audio(audio, loaded.spec.sr)  # same gate as enhance_offline: AudioError, never a crash
     s = Stream(loaded, carry=carry, probes=probes)
-    x = np.asarray(audio, dtype=np.float32)
     h, f = s.cfg.hop_size, s.cfg.fft_size
     padded = np.concatenate([x, np.zeros(f, dtype=np.float32)])
     n = len(padded) // h
