@@ -1,0 +1,149 @@
+"""How far each runtime path is from the offline PyTorch reference, per model × variant × chunk size.
+
+    .venv/bin/python benchmarks/fidelity.py           # 4 models, 5 variants + PyTorch stream, chunks 1/7/20, 7 clips
+    .venv/bin/python benchmarks/fidelity.py --quick   # DeepFilterNet3, one clip
+
+For each model, each exported variant (``stateless``, ``h0``, ``gru``, ``full``, ``step``; run by
+:func:`dfnb.host.host_enhance` in calls of ``chunk`` hops) and the exact PyTorch stream
+(:func:`dfnb.streaming.stream_enhance`), on the real clips in ``../shared/data`` (the six VoiceBank-DEMAND
+noisy clips and the 10 s ``dfn_noisy_snr0``): SNR of the difference against
+``enhance_offline(model, x).audio`` (worst clip and median over clips), max abs error (worst clip), and the
+LSNR error (largest |difference| in dB between the path's per-frame lsnr and the offline probe
+``enhance_offline(..., probes=True).lsnr``; for the naive variants the lsnr is what each call computes; "-"
+when the path gives no comparable trace). Exact paths reach ≥ 90 dB; the naive ones show how much
+statelessness costs at each chunk size. Writes ``benchmarks/results/fidelity.json``; exports are cached in
+``benchmarks/results/cache/``.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+RESULTS = REPO / "benchmarks" / "results"
+MODELS = ["DeepFilterNet3", "DeepFilterNet2", "DeepFilterNet3_ll", "DeepFilterNet2_ll"]
+VARIANTS = ["stateless", "h0", "gru", "full", "step"]
+CHUNKS = [1, 7, 20]
+CLIPS = ["vb_p232_013", "vb_p232_019", "vb_p232_028", "vb_p257_003", "vb_p257_049", "vb_p257_212", "dfn_noisy_snr0"]
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def recording_host(folder: Path):
+    """A :class:`dfnb.host.Host` that also records the lsnr of every frame the graphs compute."""
+    from dfnb.host import Host
+
+    class RecHost(Host):
+        def reset(self):
+            super().reset()
+            self.trace = []
+
+        def _model(self, fe, fs):
+            m, c, lsnr = super()._model(fe, fs)
+            self.trace.append(np.asarray(lsnr, dtype=np.float64).reshape(-1))
+            return m, c, lsnr
+
+        def _run(self, f, feeds):
+            res = super()._run(f, feeds)
+            if f == "step.onnx":
+                self.trace.append(np.asarray(res["lsnr"], dtype=np.float64).reshape(-1))
+            return res
+
+        def recorded_lsnr(self) -> np.ndarray:
+            t = np.concatenate(self.trace) if self.trace else np.zeros(0)
+            return t[self.L:] if self.variant == "step" else t  # the step graph also reports warm-up hops
+
+    return RecHost(folder)
+
+
+def lsnr_err(ref: np.ndarray | None, test: np.ndarray | None) -> float | None:
+    if ref is None or test is None or len(test) < len(ref) // 2:
+        return None
+    n = min(len(ref), len(test))
+    return float(np.max(np.abs(ref[:n] - test[:n])))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="DeepFilterNet3 and one clip only")
+    ap.add_argument("--models", nargs="*", default=None)
+    ap.add_argument("--variants", nargs="*", default=None)
+    ap.add_argument("--chunks", nargs="*", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    a = ap.parse_args(argv)
+    from latency import cached_export
+
+    from dfnb import clips, metrics
+    from dfnb.host import host_enhance
+    from dfnb.models import load_model
+    from dfnb.offline import enhance_offline
+    from dfnb.streaming import stream_enhance
+
+    models = a.models or (["DeepFilterNet3"] if a.quick else MODELS)
+    variants = a.variants or VARIANTS
+    chunks = a.chunks or CHUNKS
+    clip_names = CLIPS[:1] if a.quick else CLIPS
+    audio = {c: clips.load_clip(c)[0] for c in clip_names}
+    rows, detail = [], []
+    t_start = time.time()
+    for name in models:
+        loaded = load_model(name)
+        refs = {c: enhance_offline(loaded, x, probes=True) for c, x in audio.items()}
+        paths = [(v, (lambda v=v: cached_export(name, v))) for v in variants] + [("torch-stream", None)]
+        for variant, folder_fn in paths:
+            folder = folder_fn() if folder_fn else None
+            host = recording_host(folder) if folder is not None else None
+            for chunk in chunks:
+                per = []
+                for c, x in audio.items():
+                    ref = refs[c]
+                    if host is not None:
+                        y = host_enhance(folder, x, chunk=chunk, host=host)
+                        lt = host.recorded_lsnr()
+                    else:
+                        y, s = stream_enhance(loaded, x, chunk=chunk)
+                        lt = np.asarray(s.lsnr, dtype=np.float64)
+                    per.append({"model": name, "variant": variant, "chunk": chunk, "clip": c,
+                                "snr_db": metrics.snr_of_difference(ref.audio, y),
+                                "max_abs": metrics.max_abs_error(ref.audio, y),
+                                "lsnr_err_db": lsnr_err(ref.lsnr, lt)})
+                detail += per
+                snrs = np.array([p["snr_db"] for p in per])
+                le = [p["lsnr_err_db"] for p in per]
+                rows.append({"model": name, "variant": variant, "chunk": chunk,
+                             "snr_min_db": float(np.min(snrs)), "snr_median_db": float(np.median(snrs)),
+                             "max_abs": float(max(p["max_abs"] for p in per)),
+                             "lsnr_err_db": None if any(v is None for v in le) else float(max(le)),
+                             "exact": bool(np.min(snrs) >= 90.0)})
+                r = rows[-1]
+                log(f"  {name:18s} {variant:13s} chunk {chunk:2d}: SNR min {r['snr_min_db']:7.2f} dB  "
+                    f"max|e| {r['max_abs']:.2e}  lsnr err {r['lsnr_err_db'] if r['lsnr_err_db'] is None else round(r['lsnr_err_db'], 4)}")
+    log(f"\nSNR of the difference against offline PyTorch ({len(clip_names)} clip(s); min = worst clip), "
+        f"{time.time() - t_start:.0f} s")
+    from dfnb.metrics import metrics_table
+
+    log(metrics_table(rows, floatfmt=".3g"))
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "fidelity.json").write_text(json.dumps({"clips": clip_names, "rows": rows, "per_clip": detail},
+                                                    indent=2, default=float) + "\n")
+    log(f"wrote {a.out / 'fidelity.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
