@@ -378,7 +378,10 @@ def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = Fa
     if out.exists() and not force:
         raise ExportError(f"{out} already exists; pass --force (force=True) to replace it, or choose another --out.")
     t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as e:  # e.g. /proc, or a folder os.access calls writable that is not
+        raise ExportError(f"cannot write in {parent} ({e.strerror}); choose a writable --out folder.") from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a model folder should look like any other folder
@@ -399,8 +402,11 @@ def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = Fa
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         (tmp / ".pid").unlink()
         _swap_into_place(tmp, out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):  # disk full, folder removed or made read-only midway, ...
+            raise ExportError(f"could not write the export to {out} ({e}). Check the free space "
+                              "and permissions of the --out folder; a previous folder there is kept.") from e
         raise
     return out
 
