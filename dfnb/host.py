@@ -233,6 +233,17 @@ def _config_sizes(path: Path) -> dict:
     return out
 
 
+def _gru_sizes(path: Path) -> set:
+    """``hidden_size`` of every GRU node of an ONNX file (empty when the ``onnx`` package or the file cannot tell)."""
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 -- optional check; onnxruntime has already loaded the file
+        return set()
+    return {a.i for n in graph.node if n.op_type == "GRU" for a in n.attribute if a.name == "hidden_size"}
+
+
 def _mixed_files(info: FolderInfo) -> list:
     """Files that do not belong together although their input names fit each other: config.ini against the
     manifest (values and sha256 of every file), GRU state sizes against config.ini, and the state inputs of
@@ -259,6 +270,13 @@ def _mixed_files(info: FolderInfo) -> list:
             if key and sizes.get(key) is not None and units is not None and units != sizes[key]:
                 problems.append(f"{f} state {name} has {units} units but config.ini says {key}={sizes[key]} "
                                 "(graphs and config.ini of different models)")
+    if info.variant != "step":  # GRU sizes inside the graphs (also for stateless folders, which have no states)
+        want = {"enc.onnx": "emb_hidden_dim", "erb_dec.onnx": "emb_hidden_dim", "df_dec.onnx": "df_hidden_dim"}
+        for f, key in want.items():
+            hs = _gru_sizes(p / f)
+            if sizes.get(key) is not None and hs and hs != {sizes[key]}:
+                problems.append(f"{f} has GRUs of {sorted(hs)} units but config.ini says {key}={sizes[key]} "
+                                "(files of different models)")
     if info.variant != "step" and all(f in info.io for f in _FILES3):
         st = {f: [i[0] for i in info.io[f]["inputs"] if i[0] not in _BASE_INPUTS[f]] for f in _FILES3}
         dec = st["erb_dec.onnx"] + st["df_dec.onnx"]
