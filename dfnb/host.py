@@ -262,21 +262,23 @@ def _mixed_files(info: FolderInfo) -> list:
             if want and (p / f).is_file() and _file_sha256(p / f) != want:
                 problems.append(f"{f} is not the file exported with this manifest.json (sha256 differs)")
     sizes = _config_sizes(p / "config.ini")
+    checked = set()
+    if info.variant != "step":  # GRU sizes inside the graphs (also for stateless folders, which have no states)
+        want = {"enc.onnx": "emb_hidden_dim", "erb_dec.onnx": "emb_hidden_dim", "df_dec.onnx": "df_hidden_dim"}
+        for f, key in want.items():
+            hs = _gru_sizes(p / f)
+            checked |= {f} if hs else set()
+            if sizes.get(key) is not None and hs and hs != {sizes[key]}:
+                problems.append(f"{f} has GRUs of {sorted(hs)} units but config.ini says {key}={sizes[key]} "
+                                "(files of different models)")
     want_units = {"h0": "emb_hidden_dim", "erb_h0": "emb_hidden_dim", "df_h0": "df_hidden_dim"}
-    for f, io in info.io.items():
-        for name, shape, _ in io["inputs"]:
+    for f, io in info.io.items():  # the GRU states' sizes (step.onnx, or without the onnx package)
+        for name, shape, _ in io["inputs"] if f not in checked else []:
             key = want_units.get(name)
             units = _dim(shape, -1) if key else None
             if key and sizes.get(key) is not None and units is not None and units != sizes[key]:
                 problems.append(f"{f} state {name} has {units} units but config.ini says {key}={sizes[key]} "
                                 "(graphs and config.ini of different models)")
-    if info.variant != "step":  # GRU sizes inside the graphs (also for stateless folders, which have no states)
-        want = {"enc.onnx": "emb_hidden_dim", "erb_dec.onnx": "emb_hidden_dim", "df_dec.onnx": "df_hidden_dim"}
-        for f, key in want.items():
-            hs = _gru_sizes(p / f)
-            if sizes.get(key) is not None and hs and hs != {sizes[key]}:
-                problems.append(f"{f} has GRUs of {sorted(hs)} units but config.ini says {key}={sizes[key]} "
-                                "(files of different models)")
     if info.variant != "step" and all(f in info.io for f in _FILES3):
         st = {f: [i[0] for i in info.io[f]["inputs"] if i[0] not in _BASE_INPUTS[f]] for f in _FILES3}
         dec = st["erb_dec.onnx"] + st["df_dec.onnx"]
