@@ -176,6 +176,17 @@ def _one_line(e: BaseException) -> str:
     return " ".join(line.strip() for line in str(e).strip().splitlines() if line.strip())
 
 
+def _caused_by_interrupt(e: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in ``e``'s chain of causes (some C extensions wrap it in another error)."""
+    seen: set = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dfnb", description="DeepFilterNet investigation kit: exact streaming and "
                                 "stateful ONNX exports. Exit codes: see `python -c 'import dfnb.cli; help(dfnb.cli)'`.")
@@ -230,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dfnb {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 — one line, not a stack trace, unless --debug
+        if _caused_by_interrupt(e):  # e.g. Ctrl-C inside a C extension's import: "ImportError: initialization failed"
+            print(f"dfnb {args.command}: interrupted", file=sys.stderr)
+            return 130
         if args.debug:
             raise
         print(f"dfnb {args.command}: unexpected error: {type(e).__name__}: {_one_line(e)}. This is a dfnb bug; rerun with "
