@@ -83,7 +83,8 @@ def to_float32(x: Any) -> np.ndarray:
     if a.dtype == np.uint8:
         return ((a.astype(np.float64) - 128.0) / 128.0).astype(np.float32)
     if a.dtype.kind == "f":
-        return a.astype(np.float32)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf; check_audio says why
+            return a.astype(np.float32)
     raise AudioError(f"audio samples of dtype {a.dtype} are not supported; pass float16/32/64 samples or "
                      "integer PCM as int8, uint8, int16 or int32.")
 
@@ -112,13 +113,14 @@ def check_audio(x: Any, sr: Any, *, min_samples: int = 1, name: str = "audio") -
         raise AudioError(f"{name}: has {out.size} samples ({out.size / sr:.3f} s at {sr} Hz) but at least "
                          f"{min_samples} are needed; pass a longer signal or zero-pad it.")
     finite = np.isfinite(out)
-    if not finite.all():
-        i = int(np.argmin(finite))
+    src = finite if finite.all() else np.isfinite(a.astype(np.float64))  # not the float32 overflow of a huge value
+    if not src.all():
+        i = int(np.argmin(src))
         what = "NaN" if np.isnan(out[i]) else "Inf"
         raise AudioError(f"{name}: sample {i} (at {i / sr:.3f} s, {sr} Hz) is {what}; the first non-finite "
                          "sample is there. Fix the step that produced it, or replace bad samples "
                          "(e.g. np.nan_to_num) before passing the audio in.")
-    peak = float(np.max(np.abs(out)))
+    peak = float(np.max(np.abs(out))) if finite.all() else float(np.max(np.abs(a.astype(np.float64))))
     if peak > FLOAT_PEAK_LIMIT:
         raise AudioError(f"{name}: peak |x| = {peak:g} is far outside [-1, 1] (> {FLOAT_PEAK_LIMIT:g}); this is "
                          "likely integer PCM stored as float without scaling. Divide by 32768 (16-bit) or "
