@@ -23,32 +23,13 @@ def clip() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def models():
-    from dfnb.models import load_model
-
-    cache: dict = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = load_model(name)
-        return cache[name]
-
-    return get
+def models(load):
+    return load  # conftest: each model loaded once per session
 
 
 @pytest.fixture(scope="module")
-def step_folder(models, tmp_path_factory):
-    from dfnb.export import export_model
-
-    root = tmp_path_factory.mktemp("fastpath")
-    cache: dict = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = export_model(models(name), "step", root / f"{name}_step")
-        return cache[name]
-
-    return get
+def step_folder(exported):
+    return lambda name: exported(name, "step")  # conftest: exported once per session, in a temp dir
 
 
 def test_lean_dsp_is_bit_identical_to_dsp(clip):

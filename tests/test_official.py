@@ -53,11 +53,8 @@ def test_post_filter_numbers():
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    from dfnb.export import export_model
-    from dfnb.models import load_model
-
-    return export_model(load_model("DeepFilterNet3"), "step", tmp_path_factory.mktemp("official") / "dfn3_step")
+def folder(exported):
+    return exported("DeepFilterNet3", "step")  # conftest: exported once per session, in a temp dir
 
 
 @pytest.fixture(scope="module")
