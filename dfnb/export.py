@@ -311,8 +311,9 @@ def _manifest(loaded: Any, variant: str, step_model: Any, tmp: Path, report: dic
         "sr": spec.sr, "fft_size": spec.fft_size, "hop_size": spec.hop_size,
         "nb_erb": spec.nb_erb, "nb_df": spec.nb_df, "df_order": spec.df_order,
         "conv_lookahead": spec.conv_lookahead, "df_lookahead": spec.df_lookahead, "norm_alpha": spec.norm_alpha,
-        "delay_frames": delay_frames(spec) if variant in ("full", "step") else 0,
-        "delay_samples": delay_samples(spec) if variant in ("full", "step") else spec.fft_size - spec.hop_size,
+        # dfnb's host runs every variant with the lookahead delayed (as the seed's Rust pipeline does)
+        "delay_frames": delay_frames(spec),
+        "delay_samples": delay_samples(spec),
         "files": {f: {"sha256": _sha256(tmp / f), **_io_of(tmp / f)} for f in files + ["config.ini"]
                   if f.endswith(".onnx")} | {"config.ini": {"sha256": _sha256(tmp / "config.ini")}},
         "states": states,

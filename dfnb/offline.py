@@ -3,7 +3,7 @@
 :func:`enhance_offline` does what ``df.enhance.enhance(model, df_state, audio, pad=True)`` does — pad the input
 with ``fft_size`` zeros, libdf analysis and features, one ``DfNet.forward`` over the whole sequence, libdf
 synthesis, crop the STFT delay so the output lines up with the input — and can also return per-frame probes:
-the local SNR estimate, the hidden-state sequence of every GRU (top layer of each GRU block), the ERB mask,
+the local SNR estimate, the hidden-state sequence of every GRU (top layer of each block's torch GRU, named like ``Stream.trace``), the ERB mask,
 the deep-filter coefficients and the input features. The only difference from ``df.enhance.enhance`` is that
 the normalisation alpha comes from the model's own spec instead of deepfilternet's process-wide config, so a
 second model family loaded in the same process cannot change it (a test checks both agree).
@@ -62,9 +62,12 @@ def run_model(loaded: Any, spec: np.ndarray, feat_erb: np.ndarray, feat_spec: np
     if probes:
         for name, m in net.named_modules():
             if _is_gru_block(m):
-                def hook(mod, args, out, name=name):
+                # the block's inner torch GRU: its output sequence is the top layer's hidden state per frame;
+                # named like Stream.trace ("enc_emb_gru") so offline and streaming trajectories line up
+                inner = getattr(m, "gru", m)
+                def hook(mod, args, out, name=name.replace(".", "_")):
                     grus[name] = out[0][0].detach().numpy().copy()
-                hooks.append(m.register_forward_hook(hook))
+                hooks.append(inner.register_forward_hook(hook))
         coef_box: list = []
         hooks.append(net.df_dec.register_forward_hook(
             lambda mod, a, out: coef_box.append((out[0] if isinstance(out, tuple) else out).detach())))

@@ -59,3 +59,11 @@ def exported(load, tmp_path_factory):
         return cache[key]
 
     return get
+
+
+def pytest_configure(config):
+    """One torch thread: per-hop work is tiny, and with 2 threads on a loaded 2-core CI box torch's spinning
+    workers made streaming 5-25x slower (measured while writing the notebooks)."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -89,3 +89,16 @@ def test_each_state_group_alone_breaks_exactness(load, reference):
     print({k: round(v, 1) for k, v in snrs.items()}, "naive", round(naive, 1))
     assert all(v < 80.0 for v in snrs.values()), snrs
     assert naive < min(snrs.values())
+
+
+def test_gru_trajectories_match_offline_probes(load):
+    """The hidden-state trajectories Notebook 03 plots: streamed (Stream.trace) == offline probes (res.gru)."""
+    m = load("DeepFilterNet3")
+    x, _ = clips.load_clip("vb_p232_028")
+    off = enhance_offline(m, x, probes=True)
+    _, s = stream_enhance(m, x, probes=True)
+    assert set(off.gru) == set(s.trace) == {"enc_emb_gru", "erb_dec_emb_gru", "df_dec_df_gru"}
+    for name, h in off.gru.items():
+        tr = np.stack(s.trace[name])[: len(h)]
+        assert tr.shape == h.shape
+        assert float(np.max(np.abs(tr - h))) <= 1e-4, name
