@@ -6,7 +6,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dfnb-installed
-EXTRAS ?= dev,notebooks
+EXTRAS ?= dev,notebooks,peers  # peers: the official realtime runtime, compared against in tests and benchmarks
 
 .PHONY: demo test lab report venv clean-models clean
 
