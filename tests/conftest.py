@@ -45,6 +45,23 @@ def load():
 
 
 @pytest.fixture(scope="session")
+def offline_ref(load):
+    """``offline_ref(model, clip)``: ``(noisy, OfflineResult with probes)``, computed once per session."""
+    from dfnb import clips
+    from dfnb.offline import enhance_offline
+
+    cache: dict = {}
+
+    def get(name: str, clip: str):
+        if (name, clip) not in cache:
+            x, _ = clips.load_clip(clip)
+            cache[(name, clip)] = (x, enhance_offline(load(name), x, probes=True))
+        return cache[(name, clip)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def exported(load, tmp_path_factory):
     """``exported(model, variant)``: a folder exported once per test session into a temp dir."""
     from dfnb.export import default_folder, export_model

@@ -16,23 +16,10 @@ EXACT_DB = 90.0
 LSNR_TOL_DB = 1e-3
 
 
-@pytest.fixture(scope="module")
-def reference(load):
-    cache: dict = {}
-
-    def get(name: str, clip: str):
-        if (name, clip) not in cache:
-            x, _ = clips.load_clip(clip)
-            cache[(name, clip)] = (x, enhance_offline(load(name), x, probes=True))
-        return cache[(name, clip)]
-
-    return get
-
-
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("clip,chunk", CLIP_CHUNKS)
-def test_stream_equals_offline(load, reference, name, clip, chunk):
-    x, off = reference(name, clip)
+def test_stream_equals_offline(load, offline_ref, name, clip, chunk):
+    x, off = offline_ref(name, clip)
     y, s = stream_enhance(load(name), x, chunk=chunk)
     assert y.shape == x.shape and y.dtype == np.float32
     snr = metrics.snr_of_difference(off.audio, y)
@@ -75,10 +62,10 @@ def test_reset_returns_to_the_initial_state(load):
     assert np.array_equal(first, second)
 
 
-def test_each_state_group_alone_breaks_exactness(load, reference):
+def test_each_state_group_alone_breaks_exactness(load, offline_ref):
     """Notebook 01's claim: every one of the state groups matters; dropping any one of them at chunk
     boundaries costs measurable error, and dropping all is worst."""
-    x, off = reference("DeepFilterNet3", "vb_p232_013")
+    x, off = offline_ref("DeepFilterNet3", "vb_p232_013")
     m = load("DeepFilterNet3")
     snrs = {}
     for g in STATE_GROUPS:
