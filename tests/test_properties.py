@@ -82,7 +82,8 @@ def _well_formed(x: np.ndarray) -> bool:
         return False
     if x.dtype.kind == "f":
         v = x.astype(np.float64)
-        return bool(np.isfinite(v).all() and np.max(np.abs(v.astype(np.float32))) <= FLOAT_PEAK_LIMIT)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range: inf, i.e. not well-formed
+            return bool(np.isfinite(v).all() and np.max(np.abs(v.astype(np.float32))) <= FLOAT_PEAK_LIMIT)
     return True
 
 
