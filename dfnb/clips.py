@@ -30,6 +30,7 @@ from dfnb.audio import read_audio
 from dfnb.errors import AssetNotFoundError, AudioError, ChecksumError
 
 __all__ = [
+    "sha256_file",
     "MIRROR_ENV",
     "KINDS",
     "data_roots",
@@ -102,7 +103,8 @@ def clip_info(name: str) -> dict[str, Any]:
     return copy.deepcopy(m[name])
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """sha256 hex digest of a file, read in 1 MiB blocks (the one torch-free checksum helper of dfnb)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -115,7 +117,7 @@ def _verify(path: Path, info: dict[str, Any], label: str) -> None:
     key = (str(path), st.st_size, st.st_mtime_ns, info["sha256"])
     if key in _VERIFIED:
         return
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != info["sha256"]:
         raise ChecksumError(
             f"{path} (clip {info['name']!r}, found in {label}) has sha256 {actual}, but {manifest_path().name} "

@@ -2,7 +2,7 @@
 stateful DeepFilterNet3 folder, run both through the onnxruntime host, and print the fidelity table.
 
 Existing export folders are never overwritten: a valid one is reused (its weights' sha256 must match),
-anything else is reported and skipped.
+anything else is left untouched and the export goes to a temporary folder (:func:`dfnb.export.ensure_export`).
 
 Notebook: 00_tour
 """
@@ -22,34 +22,11 @@ def _step(msg: str) -> None:
     print(f"\n== {msg}", flush=True)
 
 
-def _ensure_export(loaded, variant: str, folder: Path) -> Path | None:
-    from .errors import DfnbError
-    from .export import export_model
-    from .host import inspect_folder
-
-    if folder.exists():
-        try:
-            info = inspect_folder(folder)
-            man = info.manifest or {}
-            if man.get("variant") == variant and man.get("weights", {}).get("sha256") == loaded.source_sha256:
-                print(f"   reusing {folder} (already exported from the same weights)")
-                return folder
-            print(f"   {folder} exists but is not a {variant} export of these weights; left untouched. "
-                  f"Re-export it with: dfnb export --model {loaded.name} --variant {variant} --out {folder} --force")
-        except DfnbError as e:
-            print(f"   {folder} exists and is not usable ({str(e).splitlines()[0]}); left untouched.")
-        return None
-    t0 = time.perf_counter()
-    export_model(loaded, variant, folder)
-    print(f"   exported {folder} in {time.perf_counter() - t0:.1f} s")
-    return folder
-
-
 def run_demo(out_dir: Path = Path("out"), quick: bool = False, models_dir: Path | None = None) -> int:
     """Run the main job; returns 0. Prints every path it writes and the numbers it measures."""
     from . import clips, metrics, plot
     from .audio import write_audio
-    from .export import default_folder
+    from .export import ensure_export
     from .host import host_enhance
     from .models import _models_dir, load_model
     from .offline import enhance_offline
@@ -77,7 +54,11 @@ def run_demo(out_dir: Path = Path("out"), quick: bool = False, models_dir: Path 
           f"enhanced {_snr(off, clean):.2f} dB (improvement {imp:+.2f} dB)")
 
     _step("3/4 export the seed's h0 folder and the fully stateful folder")
-    folders = {v: _ensure_export(m, v, default_folder(m.name, v, mdir)) for v in ("h0", "full")}
+    folders = {}
+    for v in ("h0", "full"):
+        t0 = time.perf_counter()
+        folders[v] = ensure_export(m, v, mdir, say=lambda msg: print(f"   {msg}"))
+        print(f"   {v}: {folders[v]} ({time.perf_counter() - t0:.1f} s)")
 
     _step("4/4 fidelity: streamed output vs offline PyTorch (SNR of the difference, higher is better)")
     rows = []
@@ -88,8 +69,6 @@ def run_demo(out_dir: Path = Path("out"), quick: bool = False, models_dir: Path 
                      "SNR of diff (dB)": metrics.snr_of_difference(off, y),
                      "max abs err": metrics.max_abs_error(off, y)})
         for v, f in folders.items():
-            if f is None:
-                continue
             y = host_enhance(f, noisy, chunk=ch)
             rows.append({"path": f"onnxruntime host: {f}", "chunk (hops)": ch,
                          "SNR of diff (dB)": metrics.snr_of_difference(off, y),

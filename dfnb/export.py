@@ -28,7 +28,6 @@ Notebook: 02_stateful_export
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -40,10 +39,11 @@ from typing import Any
 import numpy as np
 
 from . import __version__, dsp
+from .clips import sha256_file as _sha256
 from .errors import ExportError
 from .streaming import StateDesc, delay_frames, delay_samples, describe_states
 
-__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "io_names", "export_model", "variant_states",
+__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "io_names", "export_model", "ensure_export", "variant_states",
            "OPSET"]
 
 VARIANTS = ("stateless", "h0", "gru", "full", "step")
@@ -259,14 +259,6 @@ def _write_step(loaded: Any, step_model: Any, tmp: Path, feats: dict) -> dict:
     return {"step.onnx": worst}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _io_of(path: Path) -> dict:
     import onnx
 
@@ -410,6 +402,33 @@ def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = Fa
                               "and permissions of the --out folder; a previous folder there is kept.") from e
         raise
     return out
+
+
+def ensure_export(loaded: Any, variant: str, root: Path | str = "models", *, say=print) -> Path:
+    """``root/<short>_<variant>`` if it already holds this variant of these weights, else a fresh export.
+
+    A folder that exists but holds something else (another variant, other weights, anything unreadable) is
+    never replaced: the export goes to a new temporary folder instead, and ``say`` tells where.
+
+    Notebook: 02_stateful_export
+    """
+    from .errors import DfnbError
+    from .host import inspect_folder
+
+    out = default_folder(loaded.name, variant, root)
+    if out.exists():
+        try:
+            man = inspect_folder(out).manifest or {}
+            if man.get("variant") == variant and man.get("weights", {}).get("sha256") == loaded.source_sha256:
+                say(f"reusing {out} (already exported from the same weights)")
+                return out
+            why = "holds another variant or other weights"
+        except DfnbError as e:
+            why = f"is not usable ({str(e).splitlines()[0][:80]})"
+        other = default_folder(loaded.name, variant, tempfile.mkdtemp(prefix="dfnb_export_"))
+        say(f"{out} {why}; left untouched, exporting to {other} instead")
+        out = other
+    return export_model(loaded, variant, out)
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:

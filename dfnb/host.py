@@ -41,6 +41,7 @@ import numpy as np
 
 from . import audio as audio_mod
 from . import dsp
+from .clips import sha256_file
 from .errors import AudioError, DfnbError, ModelFolderError, StateError
 
 __all__ = ["FolderInfo", "inspect_folder", "Host", "host_enhance", "detect_variant", "check_feeds"]
@@ -207,16 +208,6 @@ _BASE_INPUTS = {"enc.onnx": ("feat_erb", "feat_spec"), "erb_dec.onnx": ("emb", "
                 "df_dec.onnx": ("emb", "c0"), "step.onnx": ("spec", "feat_erb", "feat_spec")}
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _config_sizes(path: Path) -> dict:
     """GRU sizes and the DF pathway kernel from config.ini (None when absent or unreadable)."""
     cp = configparser.ConfigParser()
@@ -259,7 +250,7 @@ def _mixed_files(info: FolderInfo) -> list:
             problems.append(f"config.ini says {', '.join(bad)}: it is the config.ini of another model")
         for f, meta in (m.get("files") or {}).items():
             want = meta.get("sha256") if isinstance(meta, dict) else None
-            if want and (p / f).is_file() and _file_sha256(p / f) != want:
+            if want and (p / f).is_file() and sha256_file(p / f) != want:
                 problems.append(f"{f} is not the file exported with this manifest.json (sha256 differs)")
     sizes = _config_sizes(p / "config.ini")
     checked = set()

@@ -48,7 +48,7 @@ import torch
 
 import dfnb
 from dfnb import clips, dsp, metrics, plot
-from dfnb.export import VARIANTS, default_folder, export_model
+from dfnb.export import VARIANTS, ensure_export
 from dfnb.host import Host, host_enhance, inspect_folder
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
@@ -58,18 +58,6 @@ torch.set_num_threads(1)  # exports and the reference are small; one thread avoi
 # FAST mode exports into a temporary folder; full mode uses the repository's models/ folder, reusing an existing
 # export of the same weights and never overwriting anything there.
 EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb02_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
-
-
-def exported(m, variant):
-    """``models/<folder>`` if it already holds this variant of these weights (never replaced), else a new export."""
-    out = default_folder(m.name, variant, root=EXPORT_ROOT)
-    if out.exists():
-        man = inspect_folder(out).manifest or {}
-        if man.get("variant") == variant and man.get("weights", {}).get("sha256") == m.source_sha256:
-            print(f"reusing {out}")
-            return out
-        out = default_folder(m.name, variant, root=tempfile.mkdtemp(prefix="dfnb_"))  # leave the user's folder alone
-    return export_model(m, variant, out)
 
 
 # %% [markdown]
@@ -84,7 +72,7 @@ def exported(m, variant):
 # %%
 m = load_model(MODEL)
 print(m.source)
-h0_dir = exported(m, "h0")
+h0_dir = ensure_export(m, "h0", EXPORT_ROOT)
 print("folder:", h0_dir)
 print(sorted(p.name for p in h0_dir.iterdir()))
 
@@ -203,7 +191,7 @@ assert not host.states["h0"].any()
 # | `step` | everything, in one graph per hop (`step.onnx`): spectrum in, enhanced spectrum out |
 
 # %%
-folders = {v: h0_dir if v == "h0" else exported(m, v) for v in VARIANTS}
+folders = {v: h0_dir if v == "h0" else ensure_export(m, v, EXPORT_ROOT) for v in VARIANTS}
 reference = enhance_offline(m, noisy, sr).audio
 fidelity = {v: [metrics.snr_of_difference(reference, host_enhance(folders[v], noisy, chunk=c)) for c in CHUNKS]
             for v in VARIANTS}

@@ -47,7 +47,7 @@ from IPython.display import Audio, display
 
 import dfnb
 from dfnb import clips, metrics, plot
-from dfnb.export import default_folder, export_model
+from dfnb.export import ensure_export
 from dfnb.host import host_enhance, inspect_folder
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
@@ -55,18 +55,6 @@ from dfnb.streaming import STATE_GROUPS, stream_enhance
 
 torch.set_num_threads(1)  # one hop at a time: a single thread is faster, and far faster on a busy machine
 EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb03_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
-
-
-def exported(m, variant):
-    """``models/<folder>`` if it already holds this variant of these weights (never replaced), else a new export."""
-    out = default_folder(m.name, variant, root=EXPORT_ROOT)
-    if out.exists():
-        man = inspect_folder(out).manifest or {}
-        if man.get("variant") == variant and man.get("weights", {}).get("sha256") == m.source_sha256:
-            print(f"reusing {out}")
-            return out
-        out = default_folder(m.name, variant, root=tempfile.mkdtemp(prefix="dfnb_"))  # leave the user's folder alone
-    return export_model(m, variant, out)
 
 
 # %% [markdown]
@@ -82,7 +70,7 @@ def exported(m, variant):
 m = load_model(MODEL)
 noisy, clean, sr = clips.load_pair(CLIP)
 ref = enhance_offline(m, noisy, sr, probes=True)
-folders = {v: exported(m, v) for v in SHOWN}
+folders = {v: ensure_export(m, v, EXPORT_ROOT) for v in SHOWN}
 outputs = {"naive": host_enhance(folders["stateless"], noisy, chunk=CHUNK, per_call_offline=True, reset_dsp=True),
            **{v: host_enhance(folders[v], noisy, chunk=CHUNK) for v in SHOWN}}
 NAMES = list(outputs)  # naive, stateless, h0, gru, full

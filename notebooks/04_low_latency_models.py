@@ -48,7 +48,7 @@ import torch
 
 import dfnb
 from dfnb import clips, metrics, plot
-from dfnb.export import default_folder, export_model
+from dfnb.export import ensure_export
 from dfnb.host import host_enhance, inspect_folder
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
@@ -56,18 +56,6 @@ from dfnb.streaming import delay_samples, stream_enhance
 
 torch.set_num_threads(1)  # one hop at a time: a single thread is faster, and far faster on a busy machine
 EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb04_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
-
-
-def exported(m, variant):
-    """``models/<folder>`` if it already holds this variant of these weights (never replaced), else a new export."""
-    out = default_folder(m.name, variant, root=EXPORT_ROOT)
-    if out.exists():
-        man = inspect_folder(out).manifest or {}
-        if man.get("variant") == variant and man.get("weights", {}).get("sha256") == m.source_sha256:
-            print(f"reusing {out}")
-            return out
-        out = default_folder(m.name, variant, root=tempfile.mkdtemp(prefix="dfnb_"))  # leave the user's folder alone
-    return export_model(m, variant, out)
 
 
 # %% [markdown]
@@ -135,7 +123,7 @@ for _, ll in PAIRS:
     m = models[ll]
     ref = enhance_offline(m, noisy0, sr).audio
     for v in ["stateless", *STATEFUL]:
-        folder = exported(m, v)
+        folder = ensure_export(m, v, EXPORT_ROOT)
         y = host_enhance(folder, noisy0, chunk=CHUNK)
         ll_outputs[ll, v] = y
         fidelity.append({"model": ll, "variant": v, f"SNR diff vs offline, chunk {CHUNK} (dB)": metrics.snr_of_difference(ref, y),

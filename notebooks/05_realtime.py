@@ -52,7 +52,7 @@ import torch
 
 import dfnb
 from dfnb import clips, metrics, plot
-from dfnb.export import default_folder, export_model
+from dfnb.export import ensure_export
 from dfnb.host import Host, host_enhance, inspect_folder
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
@@ -66,18 +66,6 @@ torch.set_num_threads(1)  # the reference and exports only; the timed hosts are 
 EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb05_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
 
 
-def exported(m, variant):
-    """``models/<folder>`` if it already holds this variant of these weights (never replaced), else a new export."""
-    out = default_folder(m.name, variant, root=EXPORT_ROOT)
-    if out.exists():
-        man = inspect_folder(out).manifest or {}
-        if man.get("variant") == variant and man.get("weights", {}).get("sha256") == m.source_sha256:
-            print(f"reusing {out}")
-            return out
-        out = default_folder(m.name, variant, root=tempfile.mkdtemp(prefix="dfnb_"))  # leave the user's folder alone
-    return export_model(m, variant, out)
-
-
 # %%
 m = load_model(MODEL)
 noisy, clean, sr = clips.load_pair(CLIP)
@@ -86,7 +74,7 @@ if SECONDS is not None:
     noisy = noisy[: int(SECONDS * sr)]
 n_hops = len(noisy) // hop
 hop_us = 1e6 * hop / sr  # the realtime budget per hop: 10 ms
-folders = {v: exported(m, v) for v in VARIANTS}
+folders = {v: ensure_export(m, v, EXPORT_ROOT) for v in VARIANTS}
 reference = enhance_offline(m, noisy, sr).audio
 print(f"{MODEL} on {CLIP}: {n_hops} hops ({n_hops * hop / sr:.2f} s) timed per run, budget {hop_us / 1000:.0f} ms per hop")
 
