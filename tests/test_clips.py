@@ -161,8 +161,8 @@ def test_corrupt_file_raises_checksum_error(mirror):
 def test_verification_is_cached_per_file(mirror, monkeypatch):
     p = mirror("vb_p257_212")
     calls = []
-    real = clips._sha256
-    monkeypatch.setattr(clips, "_sha256", lambda path: calls.append(path) or real(path))
+    real = clips.sha256_file
+    monkeypatch.setattr(clips, "sha256_file", lambda path: calls.append(path) or real(path))
     clips.clip_path("vb_p257_212")
     clips.clip_path("vb_p257_212")
     assert calls == [p]
