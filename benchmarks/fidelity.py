@@ -17,23 +17,19 @@ statelessness costs at each chunk size. Writes ``benchmarks/results/fidelity.jso
 
 from __future__ import annotations
 
-import os
+import sys
+from pathlib import Path
 
-for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402,F401  (one BLAS thread, set before numpy loads)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-RESULTS = REPO / "benchmarks" / "results"
+from _common import REPO, RESULTS  # noqa: E402
 MODELS = ["DeepFilterNet3", "DeepFilterNet2", "DeepFilterNet3_ll", "DeepFilterNet2_ll"]
 VARIANTS = ["stateless", "h0", "gru", "full", "step"]
 CHUNKS = [1, 7, 20]
