@@ -1,4 +1,4 @@
-"""The ``dfnb`` command line: ``models``, ``enhance``, ``export``, ``inspect``, ``demo``.
+"""The ``dfnb`` command line: ``models``, ``enhance``, ``export``, ``inspect``, ``diagnose``, ``demo``.
 
 Every failure ends in one line on stderr that says what was wrong and what to do, and a distinct exit code:
 
@@ -35,6 +35,7 @@ from .errors import DfnbError
 __all__ = ["main", "build_parser"]
 
 RUNTIMES = ("offline", "stream")
+FEEDS = ("frame", "step", "h0", "window")  # dfnb.formats.FEEDS (kept literal: the parser imports nothing heavy)
 
 
 def _models_dir() -> Path:
@@ -75,15 +76,38 @@ def _read_input(path: str, downmix: bool):
     return read_audio(path, downmix=downmix)
 
 
+def _pipeline_enhance(args, x48, fmt=None):
+    """Run a folder as deepfilter-rt feeds it (dfnb.hosts.pipeline)."""
+    from .hosts.pipeline import open_pipeline
+    from .runtime import enhance
+
+    h = open_pipeline(fmt or args.model, feed=args.feed, window=args.window)
+    return enhance(h, x48, chunk=args.chunk), f"{h.label}, T={h.T} frames, delay {h.delay_samples} samples removed"
+
+
 def _enhance_48k(args, x48, is_folder: bool):
     if is_folder:
         if args.runtime not in (None, "offline", "host"):
             raise DfnbError(f"--runtime {args.runtime} needs a model name, not a folder; omit --runtime to run the "
                             "folder with the onnxruntime host.")
+        if args.feed not in (None, "frame"):
+            return _pipeline_enhance(args, x48)
+        from .errors import ModelFolderError
         from .host import host_enhance
 
-        return host_enhance(args.model, x48, chunk=args.chunk, per_call_offline=args.per_call_offline,
-                            reset_dsp=args.reset_dsp), f"onnxruntime host, chunk {args.chunk}"
+        try:
+            return host_enhance(args.model, x48, chunk=args.chunk, per_call_offline=args.per_call_offline,
+                                reset_dsp=args.reset_dsp), f"onnxruntime host, chunk {args.chunk}"
+        except ModelFolderError as e:  # not a folder dfnb's host runs: maybe another pipeline's format
+            from .formats import recognise
+
+            try:
+                fmt = recognise(args.model, weights=False)
+            except DfnbError:
+                raise e from None
+            if args.feed == "frame" or "frame" in fmt.feeds:
+                raise
+            return _pipeline_enhance(args, x48, fmt)
     from .models import load_model
 
     m = load_model(args.model)
@@ -122,24 +146,79 @@ def cmd_enhance(args) -> int:
 
 
 def cmd_export(args) -> int:
-    """Export a model as an ONNX folder of one variant."""
+    """Export a model (or any recognised folder's weights, ``--from``) as an ONNX folder of one variant."""
     from .export import default_folder, export_model
     from .models import load_model
 
-    m = load_model(args.model)
+    if args.source:
+        from .convert import convert_folder
+
+        m = convert_folder(args.source)
+    else:
+        m = load_model(args.model)
     out = Path(args.out) if args.out else default_folder(m.name, args.variant, _models_dir())
     t0 = time.perf_counter()
     export_model(m, args.variant, out, force=args.force)
     print(f"exported {m.name} variant {args.variant} to {out} in {time.perf_counter() - t0:.1f} s "
           f"(verified against PyTorch; see {out / 'manifest.json'})")
+    if args.source:
+        import tempfile
+
+        from .diagnose import check_conversion
+
+        with tempfile.TemporaryDirectory(prefix="dfnb-check-") as tmp:
+            full = out if args.variant == "full" else export_model(m, "full", Path(tmp) / "full")
+            db = check_conversion(args.source, full)
+        print(f"conversion checked: {args.source} run as its own host does equals the same feeding on the "
+              f"converted weights to {db:.0f} dB")
     return 0
 
 
+def _print_format(fmt, io: bool = True) -> None:
+    from .hosts.pipeline_fixes import CAUSES, causes_for, describe
+
+    print(f"format:   {fmt.format} -- {fmt.origin}"
+          + (f" (also holds: {', '.join(fmt.alternatives)})" if fmt.alternatives else ""))
+    print(f"model:    {fmt.family}; from the graphs: "
+          + ", ".join(f"{k}={v}" for k, v in fmt.sizes.items() if k != "parts"))
+    print(f"weights:  {fmt.weights.summary() if fmt.weights is not None else 'not compared'}")
+    for f in dict.fromkeys(fmt.files.values()) if io else ():
+        print(f"{f}: inputs " + ", ".join(f"{n} {s}" for n, s in fmt.io[f]["inputs"].items())
+              + "; outputs " + ", ".join(f"{n} {s}" for n, s in fmt.io[f]["outputs"].items()))
+    print("carries:  " + (", ".join(f"{s.input}->{s.output} {list(s.shape)} ({s.group})" for s in fmt.states)
+                          or "no state (every call starts from zero state)"))
+    missing = [g for g in ("h0", "erb_h0", "df_h0") if g not in {s.input for s in fmt.states}]
+    for feed in fmt.feeds:
+        t = fmt.window.get(feed, 1)
+        print(f"feeding:  {feed}{f', T={t}' if feed in fmt.window else ''}{' (its own)' if feed == fmt.feeds[0] else ''}"
+              f": delay {fmt.delay(feed)} samples; a host keeps " + "; ".join(fmt.host_keeps(feed)))
+        if fmt.config is not None and not (feed == "frame" and fmt.format in ("full", "step")):
+            for c in causes_for(feed, fmt.carries, fmt.config, t):
+                print(f"  differs from offline: {describe(c, CAUSES, config=fmt.config, window=t, missing=missing)}")
+    for p in fmt.problems:
+        print(f"warning:  {p}")
+
+
 def cmd_inspect(args) -> int:
-    """Describe a model folder and check it is complete and consistent."""
+    """Describe a model folder (any format dfnb recognises) and check it is complete and consistent."""
+    from .errors import ModelFolderError
+    from .formats import recognise
     from .host import Host
 
-    h = Host(args.folder)
+    try:
+        h = Host(args.folder)
+    except ModelFolderError as e:  # not a folder dfnb's host runs: maybe another pipeline's format
+        try:
+            fmt = recognise(args.folder)
+        except DfnbError:
+            raise e from None
+        if "frame" in fmt.feeds:
+            raise
+        print(f"folder:   {fmt.path}")
+        _print_format(fmt)
+        print("status:   recognised; dfnb's host does not run this format: `dfnb enhance --model FOLDER` runs it "
+              f"as {fmt.feeds[0]!r}, `dfnb export --from FOLDER --variant full` converts it exactly")
+        return 0
     info = h.info
     print(f"folder:   {info.path}")
     print(f"variant:  {info.variant}   family: {info.family}   model: "
@@ -153,7 +232,21 @@ def cmd_inspect(args) -> int:
     states = [(i, o, s) for pairs in h._state_io.values() for i, o, s in pairs]
     print("states:   " + (", ".join(f"{i}->{o} {list(s)}" for i, o, s in states) if states else
                           "none (every call starts from zero state)"))
+    _print_format(recognise(args.folder), io=False)
     print("status:   complete and consistent")
+    return 0
+
+
+def cmd_diagnose(args) -> int:
+    """Why a folder, fed as its own host does, differs from offline PyTorch: SNR per cause and the fix."""
+    from .diagnose import diagnose, save_diagnosis
+
+    d = diagnose(args.folder, clip=args.clip, feed=args.feed, window=args.window,
+                 say=lambda m: print(f"... {m}", file=sys.stderr))
+    print("\n".join(d.lines()))
+    out = Path(args.out) if args.out else Path("out") / f"diagnose_{Path(args.folder).resolve().name}"
+    js, png = save_diagnosis(d, out)
+    print(f"wrote {js} and {png} ({d.seconds:.0f} s)")
     return 0
 
 
@@ -207,11 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--per-call-offline", action="store_true",
                    help="host: run each call as a whole file (shows the lost lookahead of a naive host)")
     s.add_argument("--reset-dsp", action="store_true", help="host with --per-call-offline: reset STFT/norms per call")
+    s.add_argument("--feed", choices=FEEDS, default=None,
+                   help="for a folder: feed it as deepfilter-rt does (step, h0, window) or as dfnb's host (frame); "
+                        "default: the folder's own host (see `dfnb inspect`)")
+    s.add_argument("--window", type=int, default=None, help="with --feed: T, feature frames per model call")
     s.add_argument("--downmix", action="store_true", help="average the channels of a multichannel input")
     s.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     s.set_defaults(func=cmd_enhance)
     s = sub.add_parser("export", help="export a model as an ONNX folder (stateless, h0, gru, full, step)")
     s.add_argument("--model", default="DeepFilterNet3", help="model name (see `dfnb models`) or a checkpoint folder")
+    s.add_argument("--from", dest="source", default=None, metavar="FOLDER",
+                   help="take the weights from any ONNX folder dfnb recognises (e.g. deepfilter-rt's) instead")
     s.add_argument("--variant", required=True, choices=("stateless", "h0", "gru", "full", "step"))
     s.add_argument("--out", default=None, help="target folder (default models/<short>_<variant>, e.g. models/dfn3_h0)")
     s.add_argument("--force", action="store_true", help="replace the target folder if it exists")
@@ -219,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("inspect", help="describe a model folder and check it is complete and consistent")
     s.add_argument("folder")
     s.set_defaults(func=cmd_inspect)
+    s = sub.add_parser("diagnose", help="why a folder, fed as its own host does, differs from offline (and the fix)")
+    s.add_argument("folder")
+    s.add_argument("--clip", default="vb_p232_013", help="a clip name (dfnb.clips) or an audio file")
+    s.add_argument("--feed", choices=FEEDS, default=None, help="the feeding to diagnose (default: the folder's own)")
+    s.add_argument("--window", type=int, default=None, help="T, feature frames per model call")
+    s.add_argument("--out", default=None, help="where diagnose.json/png go (default out/diagnose_<folder>)")
+    s.set_defaults(func=cmd_diagnose)
     s = sub.add_parser("demo", help="the main job: enhance a clip, export dfn3_h0 + full, print the fidelity table")
     s.add_argument("--out", default="out", help="where wavs and PNGs go (default ./out)")
     s.add_argument("--quick", action="store_true", help="shorter run (one chunk size)")
