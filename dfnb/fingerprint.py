@@ -9,7 +9,7 @@ largest difference). GRU biases ``B = [Wb | Rb]`` are also indexed by halves, fo
 torch's ``bias_ih`` and ``bias_hh`` apart.
 
 Only float tensors with at least ``MIN_SIZE`` values that are not one value repeated count (shape constants,
-pad values, zero initial states, lsnr scale/offset are not weights). The verdict names the release whose tensors match the most weight values; the weights *equal*
+pad values, zero initial states, lsnr scale/offset are not weights), nor do the ERB filterbanks a step graph holds (derived from ``config.ini``). The verdict names the release whose tensors match the most weight values; the weights *equal*
 that release when every weight of the folder is found in it and the folder holds at least 99 % of the
 release's weight values (a re-export may drop modules the forward never calls, e.g. DeepFilterNet3's
 ``df_fc_a``).
@@ -22,13 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
 from .errors import DfnbError
 
-__all__ = ["TOL", "MIN_SIZE", "WeightMatch", "graph_weights", "identify"]
+__all__ = ["TOL", "MIN_SIZE", "WeightMatch", "graph_weights", "config_constants", "identify"]
 
 TOL = 1e-6
 MIN_SIZE = 16
@@ -46,7 +46,7 @@ class WeightMatch:
     covered_values: int  # release weight values present in the folder
     release_values: int
     max_abs_diff: float
-    releases_at_hand: tuple[str, ...]
+    releases_at_hand: tuple[str, ...]  # the releases compared (the search stops at an equal one)
     tol: float = TOL
 
     @property
@@ -137,7 +137,18 @@ def _match(t: np.ndarray, cands: list[np.ndarray], tol: float) -> float | None:
     return best
 
 
-def identify(paths: Iterable[Path | str], *, tol: float = TOL) -> WeightMatch:
+def config_constants(cfg: Any) -> list[np.ndarray]:
+    """The ERB filterbank and its inverse a graph may hold as constants: derived from config.ini, not weights."""
+    from .dsp import DspConfig
+
+    d = DspConfig.build(cfg.sr, cfg.fft_size, cfg.hop_size, cfg.nb_erb, cfg.nb_df, cfg.min_nb_erb_freqs, cfg.norm_tau)
+    inv = np.repeat(np.eye(cfg.nb_erb, dtype=np.float32), d.erb_widths, axis=1)
+    fwd = (inv / np.asarray(d.erb_widths, np.float32)[:, None]).T
+    return [np.sort(inv.ravel()), np.sort(fwd.ravel())]
+
+
+def identify(paths: Iterable[Path | str], *, tol: float = TOL, prefer: Iterable[str] = (),
+             known: Iterable[np.ndarray] = ()) -> WeightMatch:
     """Compare the weights of ONNX files with every official release at hand (see the module docstring).
 
     Parameters
@@ -146,6 +157,10 @@ def identify(paths: Iterable[Path | str], *, tol: float = TOL) -> WeightMatch:
         The ONNX files of one model (e.g. the files :func:`dfnb.formats.recognise` assigned roles to).
     tol : float
         Largest allowed difference between sorted values.
+    prefer : iterable of str
+        Model names to compare first; the search stops at the first release the weights equal.
+    known : iterable of arrays
+        Sorted constants that are not weights (:func:`config_constants`); tensors equal to one are skipped.
 
     Returns
     -------
@@ -161,10 +176,12 @@ def identify(paths: Iterable[Path | str], *, tol: float = TOL) -> WeightMatch:
     from .errors import AssetNotFoundError, ChecksumError
     from .models import MODEL_NAMES
 
-    mine = graph_weights(paths)
+    known = list(known)
+    mine = [t for t in graph_weights(paths) if _match(t, [k for k in known if k.size == t.size], tol) is None]
     best = None
     at_hand = []
-    for name in MODEL_NAMES:
+    order = [n for n in prefer if n in MODEL_NAMES] + [n for n in MODEL_NAMES if n not in set(prefer)]
+    for name in order:
         try:
             tarball, idx, total = _release_index(name)
         except (AssetNotFoundError, ChecksumError):
@@ -180,6 +197,8 @@ def identify(paths: Iterable[Path | str], *, tol: float = TOL) -> WeightMatch:
         score = (matched, used)
         if matched and (best is None or score > best[0]):
             best = (score, name, tarball, matched, used, total, worst)
+        if matched == len(mine) and used >= 0.99 * total:  # equal: no other release can do better
+            break
     if best is None:
         return WeightMatch(None, None, 0, len(mine), 0, 0, float("nan"), tuple(at_hand), tol)
     _, name, tarball, matched, used, total, worst = best

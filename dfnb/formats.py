@@ -443,7 +443,12 @@ def recognise(folder: Path | str, *, weights: bool = True) -> FolderFormat:
         res.problems.append("no config.ini: sizes come from the graphs only, the delay is unknown; copy the "
                             "model's config.ini into the folder to run it")
     if weights:
-        from .fingerprint import identify
+        from .fingerprint import config_constants, identify
 
-        res.weights = identify([p / f for f in dict.fromkeys(files.values())])
+        guess = []
+        if cfg is not None:
+            guess = [("DeepFilterNet3" if cfg.family == "deepfilternet3" else "DeepFilterNet2")
+                     + ("_ll" if cfg.conv_lookahead == 0 else "")]
+        res.weights = identify([p / f for f in dict.fromkeys(files.values())], prefer=guess,
+                               known=config_constants(cfg) if cfg is not None else ())
     return res
