@@ -154,13 +154,11 @@ def _graph_ops(model: Any, part: str, ignored: dict[str, str], lsnr: tuple[float
             elif n.op_type == "Cast":
                 x = x.astype(onnx.helper.tensor_dtype_to_np_dtype(at["to"]))
             elif n.op_type == "Slice":  # torch's dynamo exporter reorders GRU gates with Slice + Concat
-                sl = [slice(None)] * x.ndim
                 st, en = vals[ins[1]].tolist(), vals[ins[2]].tolist()
                 ax = vals[ins[3]].tolist() if len(ins) > 3 else list(range(len(st)))
                 sp = vals[ins[4]].tolist() if len(ins) > 4 else [1] * len(st)
-                for a, b, e, k in zip(ax, st, en, sp):
-                    sl[a] = slice(b, e, k)
-                x = x[tuple(sl)]
+                cut = {a: slice(b, e, k) for a, b, e, k in zip(ax, st, en, sp)}
+                x = x[tuple(cut.get(a, slice(None)) for a in range(x.ndim))]
             elif n.op_type == "Concat":
                 x = np.concatenate([vals[i] for i in ins], axis=at["axis"])
             vals[n.output[0]] = x
