@@ -92,6 +92,14 @@ def _enhance_48k(args, x48, is_folder: bool):
                             "folder with the onnxruntime host.")
         if args.feed not in (None, "frame"):
             return _pipeline_enhance(args, x48)
+        if args.window is not None:
+            from .formats import recognise
+
+            fmt = recognise(args.model, weights=False)
+            if "frame" in fmt.feeds:
+                raise DfnbError("--window sets T of deepfilter-rt's feedings: add --feed step|h0|window (dfnb's host "
+                                "feeds one hop per call; --chunk sets the hops per call).")
+            return _pipeline_enhance(args, x48, fmt)
         from .errors import ModelFolderError
         from .host import host_enhance
 
@@ -108,6 +116,9 @@ def _enhance_48k(args, x48, is_folder: bool):
             if args.feed == "frame" or "frame" in fmt.feeds:
                 raise
             return _pipeline_enhance(args, x48, fmt)
+    if args.feed is not None or args.window is not None:
+        raise DfnbError(f"--feed/--window run a model folder as a host feeds it; {args.model} is not a folder of "
+                        "ONNX files. Export one (dfnb export) or pass a folder.")
     from .models import load_model
 
     m = load_model(args.model)

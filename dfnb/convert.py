@@ -39,25 +39,13 @@ _PART_OUTPUTS = {"lsnr": "enc", "h1": "enc", "m": "erb_dec", "erb_h1": "erb_dec"
 
 def _split_graph(model: Any) -> dict[str, Any]:
     """One merged graph -> ``{part: graph-like with .graph.node/.graph.initializer}`` by output reachability."""
+    from .graph_sizes import node_parts
+
     g = model.graph
-    prod = {o: i for i, n in enumerate(g.node) for o in n.output}
-    parts_of: dict[int, set[str]] = {}
-    for out in g.output:
-        part = _PART_OUTPUTS.get(out.name)
-        if part is None:
-            continue
-        todo, seen = [out.name], set()
-        while todo:
-            i = prod.get(todo.pop())
-            if i is None or i in seen:
-                continue
-            seen.add(i)
-            parts_of.setdefault(i, set()).add(part)
-            todo.extend(g.node[i].input)
+    outs = {o.name: _PART_OUTPUTS[o.name] for o in g.output if o.name in _PART_OUTPUTS}
     nodes: dict[str, list] = {"enc": [], "erb_dec": [], "df_dec": []}
-    for i, n in enumerate(g.node):
-        ps = parts_of.get(i, {"enc"})
-        nodes[next(iter(ps)) if len(ps) == 1 else "enc"].append(n)
+    for n, part in zip(g.node, node_parts(g, outs)):
+        nodes[part].append(n)
     # the lsnr scale/offset check of the importer looks for Mul/Add constants in "enc": all nodes stay visible
     return {p: SimpleNamespace(graph=SimpleNamespace(node=ns, initializer=g.initializer)) for p, ns in nodes.items()}
 

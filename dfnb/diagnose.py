@@ -10,7 +10,7 @@
    switchable (:mod:`dfnb.hosts.pipeline_fixes`). With nothing fixed the replay must equal step 2 -- the proof
    that the conversion and the emulation are right (``agreement_db``; the last ``delay`` hops are left out of
    it, dfnb's host drains a non-exact folder in one call there); then each cause is fixed **alone**, each is left
-   as the only one (**all but**), and all are fixed (the exact stream, ~130 dB);
+   as the only one (**all but**), and all are fixed (the exact stream, float round-off);
 4. ends with the one-line fix: the causes without whose fix the rest cannot reach the exact stream (fixing all
    but that one stays more than ``NEEDED_DB`` below all fixed), by how much they cost, and the command that
    converts the folder to an exact export.

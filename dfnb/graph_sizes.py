@@ -13,7 +13,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["graph_sizes", "config_problems"]
+__all__ = ["node_parts", "graph_sizes", "config_problems"]
+
+
+def node_parts(graph: Any, part_of_output: dict[str, str]) -> list[str]:
+    """The model part of every node (graph order): the part of the outputs it feeds, ``enc`` when it feeds the
+    outputs of more than one part (or none)."""
+    prod = {o: i for i, n in enumerate(graph.node) for o in n.output}
+    parts_of: dict[int, set[str]] = {}
+    for out, part in part_of_output.items():  # a backward walk from each output marks its ancestors
+        todo, seen = [out], set()
+        while todo:
+            i = prod.get(todo.pop())
+            if i is None or i in seen:
+                continue
+            seen.add(i)
+            parts_of.setdefault(i, set()).add(part)
+            todo.extend(graph.node[i].input)
+    return [next(iter(ps)) if len(ps) == 1 else "enc" for ps in (parts_of.get(i, set()) for i in range(len(graph.node)))]
 
 
 def _gru_and_conv_sizes(path: Path, part_of_output: dict[str, str]) -> dict[str, dict[str, list[int]]]:
@@ -23,24 +40,13 @@ def _gru_and_conv_sizes(path: Path, part_of_output: dict[str, str]) -> dict[str,
     import onnx
 
     g = onnx.load(str(path), load_external_data=False).graph
-    prod = {o: i for i, n in enumerate(g.node) for o in n.output}
-    parts_of: dict[int, set[str]] = {}
-    for out, part in part_of_output.items():  # backward walk from each output marks its ancestors
-        todo, seen = [out], set()
-        while todo:
-            i = prod.get(todo.pop())
-            if i is None or i in seen:
-                continue
-            seen.add(i)
-            parts_of.setdefault(i, set()).add(part)
-            todo.extend(g.node[i].input)
+    part_of = node_parts(g, part_of_output)
     inits = {i.name: list(i.dims) for i in g.initializer}
     out: dict[str, dict[str, list[int]]] = {}
     for i, n in enumerate(g.node):
         if n.op_type not in ("GRU", "Conv", "ConvTranspose"):
             continue
-        parts = parts_of.get(i, {"enc"})
-        part = next(iter(parts)) if len(parts) == 1 else "enc"
+        part = part_of[i]
         at = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
         d = out.setdefault(part, {"gru": [], "conv_t": []})
         if n.op_type == "GRU":

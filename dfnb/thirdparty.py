@@ -20,7 +20,9 @@ copied. They let dfnb test, diagnose and convert those formats without downloadi
                             from the release)
 ==========================  =====================================================================================
 
-The split point of the encoder is the GRU's input (after ``emb_gru.linear_in``), as the surgery script splits
+What each layout holds was read from that project's ``README.md``, ``MODES.md`` and ``scripts/``
+(``split_encoder_and_patch_decoders.py``, ``export_onnx_stateful.py``, ``merge_split_models.py``,
+``merge_onnx.py``); the code here is dfnb's own. The split point of the encoder is the GRU's input (after ``emb_gru.linear_in``), as the surgery script splits
 it; deepfilter-rt's PyTorch export splits before ``linear_in``: both are recognised and converted.
 
 Notebook: 07_third_party_folders

@@ -1,7 +1,10 @@
 """Run a model folder the way the Rust pipeline ``shimondoodkin/deepfilter-rt`` feeds it. No torch.
 
-That pipeline (``src/lib.rs``, ``DeepFilterProcessor::process_frame``, read at commit f1a1b27 with its
-``SessionMode`` switch; ``MODES.md``; ``examples/process_file.rs``) does not feed one frame per model call.
+That pipeline does not feed one frame per model call. Read from its public sources (never copied):
+``src/lib.rs`` at commit f1a1b27 (``DeepFilterProcessor::build`` with its ``SessionMode`` switch,
+``process_frame``, ``fill_inference_tensors``, ``run_inference``, ``apply_deep_filter_flat``,
+``delay_samples``, ``DeepFilterStream::flush``; the split path first appears at a9c5596), ``MODES.md``,
+``README.md``, ``ARCHITECTURE.md`` (time slicing) and ``examples/process_file.rs`` (the ``-D`` trim).
 Per 480-sample hop it does libDF's STFT analysis and features (``DFState``; here :mod:`dfnb.dsp`), then:
 
 * **a ring of the last T feature frames**, pre-filled with zeros (all T frames are fed from the first hop);
@@ -19,7 +22,9 @@ Per 480-sample hop it does libDF's STFT analysis and features (``DFState``; here
   ``f(n-1)`` from hop ``L+1`` on -- the buffer's indexing, reproduced as it is), T = 40 frames from zero
   states every call, newest output frame taken.
 
-Then, for every feeding, with ``L = max(conv_lookahead, df_lookahead)``: the ERB mask goes on the spectrum of
+(An older ``lib.rs``, 8c4fda6, ran an ``_h0`` folder as three sessions on a growing, unprefilled window and took
+its last frame; dfnb emulates the current code.) Then, for every feeding, with
+``L = max(conv_lookahead, df_lookahead)``: the ERB mask goes on the spectrum of
 frame ``n - L``, the deep filter uses the ``df_order`` newest *noisy* spectra (correct for DeepFilterNet3;
 DeepFilterNet2 filters the masked spectrum offline), and the stages are **gated on lsnr** with the crate's
 constants: mask only if ``lsnr <= 35`` dB, zero mask if ``lsnr < -15``, deep filter only if ``lsnr <= 35`` and
