@@ -190,8 +190,8 @@ assert {c.name for c in d.causes if c.needed} == {"conv", "start"}
 # encoder although offline's `pad_feat` drops them, so every state starts 2 hops early (the official tract runtime
 # does the same, see 03). Fixing either alone leaves the other; fixing both gives the exact stream. Convolution
 # context and lsnr gating cost nothing on this clip (its lsnr stays inside −15…35 dB). For the `_ll` model (full
-# mode) the zero-prefilled window itself is the cause: its deeper convs have a time kernel of 2, and zero
-# *features* before the stream start are not zero *activations*.
+# mode) the zero-prefilled window is a cause of its own, next to the decoders' conv states: its deeper convs have a
+# time kernel of 2, and zero *features* before the stream start are not zero *activations*.
 
 # %% [markdown]
 # ## 4 · Convert: the folder's weights, exported exactly
