@@ -31,10 +31,27 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _save(clip: str, rows: list[dict]) -> list[dict]:
+    """Write the rows to benchmarks/results/third_party.json; a partial run (--models/--kinds) on the same clip
+    replaces its own rows and keeps the others. Returns all rows, in table order."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "third_party.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    if old.get("clip") == clip:
+        done = {(r["model"], r["layout"]) for r in rows}
+        rows = [r for r in old["rows"] if (r["model"], r["layout"]) not in done] + rows
+    order = {(m, k): i for i, (m, k) in enumerate((m, k) for m in ("DeepFilterNet3", "DeepFilterNet3_ll") for k in KINDS)}
+    rows = sorted(rows, key=lambda r: order.get((r["model"], r["layout"]), 99))
+    path.write_text(json.dumps({"clip": clip, "rows": rows}, indent=2) + "\n")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--clip", default=None)
+    ap.add_argument("--models", nargs="*", default=None, help="subset of models")
+    ap.add_argument("--kinds", nargs="*", default=None, help=f"subset of layouts ({', '.join(KINDS)})")
     args = ap.parse_args(argv)
     import soundfile as sf
     import torch
@@ -42,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from dfnb import clips, metrics
     from dfnb.convert import convert_folder
     from dfnb.diagnose import diagnose
+    from dfnb.errors import DfnbError
     from dfnb.export import export_model
     from dfnb.formats import recognise
     from dfnb.host import host_enhance
@@ -50,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     from dfnb.thirdparty import build_folder
 
     torch.set_num_threads(1)
-    models = ["DeepFilterNet3"] if args.quick else ["DeepFilterNet3", "DeepFilterNet3_ll"]
-    kinds = ["split-streaming"] if args.quick else KINDS
+    models = args.models or (["DeepFilterNet3"] if args.quick else ["DeepFilterNet3", "DeepFilterNet3_ll"])
+    kinds = args.kinds or (["split-streaming"] if args.quick else KINDS)
     clip = args.clip or ("vb_p232_028" if args.quick else "vb_p232_013")
     x, sr = clips.load_clip(clip)
     work = Path(tempfile.mkdtemp(prefix="dfnb_third_party_"))
@@ -65,10 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         for kind in kinds:
             t0 = time.perf_counter()
             out = work / f"{name}_{kind}"
-            if kind == "dfnb-h0":
-                export_model(m, "h0", out)
-            else:
-                build_folder(kind, out, release=rel, loaded=m)
+            try:
+                if kind == "dfnb-h0":
+                    export_model(m, "h0", out)
+                else:
+                    build_folder(kind, out, release=rel, loaded=m)
+            except DfnbError as e:  # e.g. the dynamo exporter on DeepFilterNet3_ll's encoder
+                log(f"{name} {kind}: not built ({e})")
+                rows.append({"model": name, "layout": kind, "not_built": str(e)})
+                _save(clip, rows[-1:])
+                continue
             fmt = recognise(out)
             log(f"{name} {kind}: {fmt.format}, feeding {fmt.feeds[0]}")
             d = diagnose(fmt, clip=work / "clip.wav", loaded=m, exact_folder=exact)
@@ -82,15 +106,18 @@ def main(argv: list[str] | None = None) -> int:
                                "needed": c.needed} for c in d.causes],
                    "converted_db": conv_db, "seconds": time.perf_counter() - t0}
             rows.append(row)
+            _save(clip, [row])
             log(f"  emulated {d.emulated_db:.1f} dB, needed {[c.name for c in d.causes if c.needed]}, "
                 f"all fixed {d.all_fixed_db:.1f}, converted {conv_db:.1f} dB ({row['seconds']:.0f} s)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "third_party.json").write_text(json.dumps({"clip": clip, "rows": rows}, indent=2) + "\n")
+    rows = _save(clip, rows)
     print(f"clip {clip}; SNR of the difference vs offline PyTorch with the same weights (dB)\n")
     print("| model | layout | inspect: format, own feeding (T), carries, weights | emulated | causes: fixed alone / all but"
           " (needed*) | all fixed | converted full |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
+        if "not_built" in r:
+            print(f"| {r['model']} | {r['layout']} | not built: {r['not_built'][:90]} | | | | |")
+            continue
         causes = ", ".join(f"{c['name']}{'*' if c['needed'] else ''} {c['alone_db']:.1f}/{c['all_but_db']:.1f}"
                            for c in r["causes"])
         print(f"| {r['model']} | {r['layout']} | {r['format']}, {r['feed']} (T={r['T']}), "

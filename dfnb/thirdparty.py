@@ -311,8 +311,12 @@ def _export_h0(loaded: Any, out: Path, decoder_states: bool, dynamo: bool) -> No
         dyn = {n: {time_axis[n]: "S"} for n in ins + outs if n in time_axis}
         dyn.update({n: {1: "B"} for n in ins + outs if n.endswith(("h0", "h1"))})
         kw: dict = {"dynamo": True, "external_data": False} if dynamo and name == "enc" else {"dynamo": False, "opset_version": 14}
-        torch.onnx.export(mod.eval(), args, str(out / f"{name}.onnx"), input_names=ins, output_names=outs,
-                          dynamic_axes=dyn, **kw)
+        try:
+            torch.onnx.export(mod.eval(), args, str(out / f"{name}.onnx"), input_names=ins, output_names=outs,
+                              dynamic_axes=dyn, **kw)
+        except Exception as e:  # torch.export specialises the time axis of some encoders (DeepFilterNet3_ll's)
+            raise DfnbError(f"torch's {'dynamo' if kw['dynamo'] else 'TorchScript'} exporter cannot export {spec.name}'s "
+                            f"{name} with a dynamic time axis ({str(e).splitlines()[0][:160]}); use kind 'h0'.") from None
 
 
 def build_folder(kind: str, out: Path | str, *, release: Path | str | None = None, loaded: Any = None,
