@@ -155,6 +155,7 @@ def diagnose(folder: Path | str | FolderFormat, *, clip: str | Path = DEFAULT_CL
     say = say or (lambda _m: None)
     fmt = folder if isinstance(folder, FolderFormat) else recognise(folder)
     feed = feed or fmt.feeds[0]
+    fmt = fmt.fitting(feed)
     if feed not in fmt.feeds:
         raise DfnbError(f"{fmt.path} ({fmt.format}) can be fed as {', '.join(fmt.feeds)}, not {feed!r}.")
     cfg = fmt.config

@@ -102,6 +102,14 @@ class FolderFormat:
         """dfnb's variant with the same graph contract, if any (what :class:`dfnb.host.Host` can run)."""
         return self.format if self.format in ("step", "full", "gru", "h0", "stateless") else None
 
+    def fitting(self, feed: str) -> FolderFormat:
+        """The folder described as the complete model ``feed`` runs: itself, or one of its alternatives."""
+        for alt in () if feed in self.feeds else self.alternatives:
+            other = recognise(self.path, weights=self.weights is not None, format=alt)
+            if feed in other.feeds:
+                return other
+        return self
+
     def delay(self, feed: str | None = None) -> int:
         """Samples the output lags the input under ``feed`` (default: the format's own feeding)."""
         feed = feed or self.feeds[0]
@@ -279,7 +287,7 @@ def _feeds(fmt: str, origin: str, cfg: ModelConfig | None) -> tuple[tuple[str, .
     return feeds, {k: v for k, v in windows.items() if k in feeds}
 
 
-def recognise(folder: Path | str, *, weights: bool = True) -> FolderFormat:
+def recognise(folder: Path | str, *, weights: bool = True, format: str | None = None) -> FolderFormat:
     """Recognise a model folder from its graphs: format, roles, states, sizes, feedings, delay, weights.
 
     Parameters
@@ -288,6 +296,9 @@ def recognise(folder: Path | str, *, weights: bool = True) -> FolderFormat:
         A folder with ``*.onnx`` files and (usually) ``config.ini``.
     weights : bool
         Also compare every weight with the official releases at hand (:func:`dfnb.fingerprint.identify`).
+    format : str, optional
+        When the folder holds several complete formats (deepfilter-rt keeps the split files, the merged graphs
+        and the original three side by side), the one to describe; default: the one its host picks first.
 
     Returns
     -------
@@ -335,6 +346,10 @@ def recognise(folder: Path | str, *, weights: bool = True) -> FolderFormat:
         raise ModelFolderError(f"{p} does not hold a complete model: roles found {sorted(set(roles.values()))} "
                                f"in {sorted(roles)}; a folder needs enc/erb_dec/df_dec, enc_conv/enc_gru/erb_dec/"
                                "df_dec, one combined graph or step.onnx.")
+    if format is not None:
+        if format not in {g for g, _ in groups}:
+            raise ModelFolderError(f"{p} holds {', '.join(g for g, _ in groups)}, not a complete {format} model.")
+        groups = sorted(groups, key=lambda g: g[0] != format)
     fmt, files = groups[0]
     manifest = None
     if (p / "manifest.json").is_file():

@@ -141,6 +141,17 @@ def test_changed_weights_are_not_called_a_release(rt, tmp_path):
     assert not w.equal and w.matched == w.total - 1 and "NOT equal" in w.summary()
 
 
+def test_a_folder_holding_several_layouts_is_run_by_priority_or_by_feed(rt, tmp_path, audio):
+    """deepfilter-rt keeps its split files next to the original (h0) files; its host picks split streaming."""
+    both = shutil.copytree(rt("DeepFilterNet3", "h0"), tmp_path / "both")
+    for f in rt("DeepFilterNet3", "split-streaming").glob("*.onnx"):
+        shutil.copy(f, both)
+    fmt = recognise(both, weights=False)
+    assert fmt.format == "split-streaming" and "gru" in fmt.alternatives
+    assert open_pipeline(fmt, feed="h0").graphs.fmt.format == "gru"
+    assert recognise(both, weights=False, format="gru").files["enc"] == "enc.onnx"
+
+
 def test_a_folder_without_deepfilternet_graphs_is_refused(tmp_path):
     import onnx
     from onnx import TensorProto, helper

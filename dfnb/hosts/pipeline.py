@@ -280,6 +280,7 @@ def open_pipeline(folder: Path | str | FolderFormat, *, feed: str | None = None,
     fmt = folder if isinstance(folder, FolderFormat) else recognise(folder, weights=False)
     rt_feeds = [f for f in fmt.feeds if f != "frame"] or [f for f, kinds in _FEEDS_OF.items() if fmt.format in kinds]
     feed = feed or (rt_feeds[0] if rt_feeds else None)
+    fmt = fmt.fitting(feed) if feed else fmt  # another complete model in the folder may be the one this feeding runs
     if feed is None or feed == "frame":
         raise DfnbError(f"{fmt.path} is a {fmt.format} folder, which deepfilter-rt cannot run; run it with dfnb's "
                         "host (omit --feed).")
