@@ -157,10 +157,12 @@ def diagnose(folder: Path | str | FolderFormat, *, clip: str | Path = DEFAULT_CL
     feed = feed or fmt.feeds[0]
     fmt = fmt.fitting(feed)
     if feed not in fmt.feeds:
-        raise DfnbError(f"{fmt.path} ({fmt.format}) can be fed as {', '.join(fmt.feeds)}, not {feed!r}.")
+        raise DfnbError(f"{fmt.path} ({fmt.format}) can be fed as {', '.join(fmt.feeds)}, not {feed!r}: pass --feed "
+                        f"{fmt.feeds[0]} or omit --feed.")
     cfg = fmt.config
     if feed == "frame" and (fmt.variant is None or fmt.variant in ("full", "step")):
-        raise DfnbError(f"{fmt.path} is exact under dfnb's host ({fmt.format}): nothing to diagnose.")
+        raise DfnbError(f"{fmt.path} is a {fmt.format} folder, exact under dfnb's host: nothing to diagnose (it streams "
+                        "like offline PyTorch; `dfnb inspect` shows its states).")
     T = 1 if feed == "frame" else int(window or fmt.window[feed])
     x, label = load_audio(clip, 48000)
     say("converting the folder's weights to PyTorch")
