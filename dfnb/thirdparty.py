@@ -30,6 +30,7 @@ Notebook: 07_third_party_folders
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -315,8 +316,9 @@ def _export_h0(loaded: Any, out: Path, decoder_states: bool, dynamo: bool) -> No
             torch.onnx.export(mod.eval(), args, str(out / f"{name}.onnx"), input_names=ins, output_names=outs,
                               dynamic_axes=dyn, **kw)
         except Exception as e:  # torch.export specialises the time axis of some encoders (DeepFilterNet3_ll's)
+            why = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()[0][:120]
             raise DfnbError(f"torch's {'dynamo' if kw['dynamo'] else 'TorchScript'} exporter cannot export {spec.name}'s "
-                            f"{name} with a dynamic time axis ({str(e).splitlines()[0][:160]}); use kind 'h0'.") from None
+                            f"{name} with a dynamic time axis ({why}); use kind 'h0'.") from None
 
 
 def build_folder(kind: str, out: Path | str, *, release: Path | str | None = None, loaded: Any = None,
