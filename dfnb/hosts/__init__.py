@@ -12,4 +12,36 @@ Nothing here imports torch: a realtime user deploys an exported folder with nump
 Notebook: 02_stateful_export
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["HOSTS", "open_host"]
+
+HOSTS = ("auto", "onnx", "fast")
+"""``auto`` picks the fastest exact host that can serve the folder; ``onnx`` forces the general host."""
+
+
+def open_host(folder: Path | str, *, host: str = "auto", threads: int = 1, **kw: Any):
+    """A runtime for an exported folder: :class:`~dfnb.hosts.fast.FastStepHost` for ``step`` folders, else the
+    general :class:`~dfnb.hosts.onnx.Host` (``host="onnx"`` forces it; ``**kw`` go to the host).
+
+    Examples
+    --------
+    >>> from dfnb.runtime import enhance  # doctest: +SKIP
+    >>> y = enhance(open_host("models/dfn3_step"), noisy)  # doctest: +SKIP
+
+    Notebook: 02_stateful_export
+    """
+    from ..errors import DfnbError
+
+    if host not in HOSTS:
+        raise DfnbError(f"unknown host {host!r}; choose one of {', '.join(HOSTS)}.")
+    if host == "fast" or (host == "auto" and not kw and (Path(folder) / "step.onnx").is_file()):
+        from .fast import FastStepHost
+
+        return FastStepHost(folder, threads=threads)
+    from .onnx import Host
+
+    return Host(folder, threads=threads, **kw)
