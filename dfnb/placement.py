@@ -1,34 +1,28 @@
 """Put what dfnb makes into place atomically, and never replace what dfnb did not make.
 
-Every folder or file dfnb writes for a user -- an export (:func:`dfnb.export.export_model`), an imported
-checkpoint (:func:`dfnb.models.load_model`), enhanced audio (:func:`dfnb.audio.write_audio`), the demo's table
--- is built under a temporary name beside its target (``.<name>.tmp-<pid>-<random>``) and renamed into place
-only when complete (:func:`building_folder`, :func:`building_file`).
+Exports (:func:`dfnb.export.export_model`), imported checkpoints (:func:`dfnb.models.load_model`), enhanced
+audio (:func:`dfnb.audio.write_audio`) and the demo's table are built under a temporary name beside their
+target (``.<name>.tmp-<pid>-<random>``) and renamed into place only when complete (:func:`building_folder`,
+:func:`building_file`). ``force`` / ``overwrite`` replace only what dfnb wrote (:func:`owner_of`):
 
-**Ownership.** ``force`` / ``overwrite`` replace only what dfnb wrote (:func:`owner_of`):
-
-==========  ==============================================================================================
-kind        how dfnb recognises it
 ==========  ==============================================================================================
 ``export``  a folder whose ``manifest.json`` is a JSON object with ``"format": "dfnb-model-folder/1"``
 ``import``  a folder whose ``provenance.json`` is a JSON object with ``dfnb_version`` and ``source_sha256``
 ``empty``   an empty folder (nothing to lose)
-``file``    a file tagged ``written by dfnb``: audio in its ``comment`` tag (WAV, FLAC, OGG, ... via
-            soundfile), PNG in a ``tEXt`` chunk, JSON as a top-level ``"written_by"``, HTML in a
-            ``<meta name="generator">``
+``file``    a file tagged ``written by dfnb``: audio in its ``comment`` (wav, flac, ... via soundfile), PNG
+            in a ``tEXt`` chunk, JSON as a top-level ``"written_by"``, HTML in ``<meta name="generator">``
 ==========  ==============================================================================================
 
-Never replaced, whatever the flags: a symbolic link, a file where a folder is expected and the reverse,
-``/``, the home folder, the working folder or any folder above it, and a source being read (or a folder
-holding one).
+Never replaced, whatever the flags: a symbolic link, a file where a folder goes and the reverse, ``/``, the
+home folder, the working folder and the folders above it, a source being read and the folders holding it.
 
-**Atomicity.** Without ``force`` the temporary is renamed with ``renameat2(RENAME_NOREPLACE)``, which fails if
-anything appeared at the target meanwhile: of two concurrent runs aiming at one target exactly one wins and
-the other gets a clear error. With ``force`` it is swapped in with ``renameat2(RENAME_EXCHANGE)`` (the target
-never disappears), and what came out is checked again and swapped back if it is not dfnb's. Where renameat2
-is missing (not Linux, or a filesystem without it) an ``flock`` on the parent folder serialises dfnb
-processes and a check + plain rename run under it. Files and folders get the umask's permissions. A killed
-run leaves the previous target intact; the next run removes temporaries of dead processes, and only those.
+Without ``force`` the temporary is renamed with ``renameat2(RENAME_NOREPLACE)``, which fails if anything
+appeared at the target meanwhile: of two concurrent runs aiming at one target exactly one wins and the other
+gets a clear error. With ``force`` it is swapped in with ``RENAME_EXCHANGE`` (the target never disappears)
+and what came out is checked again, and swapped back if it is not dfnb's. Without renameat2 (not Linux, or
+a filesystem without it) an ``flock`` on the parent folder serialises dfnb processes around a check and a
+plain rename. Permissions follow the umask. A killed run leaves the previous target intact; the next run
+removes the temporaries of dead runs, and only those.
 
 Notebook: 02_stateful_export
 """
@@ -52,11 +46,11 @@ from .layout import MANIFEST_FORMAT
 __all__ = ["MARKER", "FOLDER_KINDS", "marker_text", "current_umask", "owner_of", "check_target",
            "building_folder", "building_file", "cleanup_stale", "prepare_folder"]
 
-MARKER = "written by dfnb"
-"""The tag that marks a file as dfnb's (followed by the version in :func:`marker_text`)."""
-FOLDER_KINDS = ("export", "import", "empty")
-"""What ``force`` may replace where a folder goes."""
+MARKER = "written by dfnb"  # the tag that marks a file as dfnb's (followed by the version: marker_text)
+FOLDER_KINDS = ("export", "import", "empty")  # what force may replace where a folder goes
 _AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".w64", ".rf64", ".aif", ".aiff", ".caf", ".au"}
+_LACKS = {"export": "no manifest.json of a dfnb export", "import": "no provenance.json of a dfnb import",
+          "empty": "not empty"}
 _RENAME_NOREPLACE, _RENAME_EXCHANGE, _AT_FDCWD = 1, 2, -100
 
 
@@ -68,25 +62,21 @@ def marker_text() -> str:
 def current_umask() -> int:
     """The process umask, read without changing it (``/proc/self/status``; elsewhere set and restored)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+        return int(next(ln for ln in Path("/proc/self/status").read_text().splitlines()
+                        if ln.startswith("Umask:")).split()[1], 8)
+    except (OSError, ValueError, StopIteration):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Ownership
-# ----------------------------------------------------------------------------------------------------------
-def _json_object(path: Path) -> dict | None:
+def _json_object(path: Path) -> dict:
+    """The JSON object in ``path``; {} if missing, unreadable or not an object (e.g. a list)."""
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def _file_is_marked(p: Path) -> bool:
@@ -98,7 +88,7 @@ def _file_is_marked(p: Path) -> bool:
             with sf.SoundFile(str(p)) as f:
                 return (f.comment or "").startswith(MARKER)
         if suffix == ".json":
-            return str((_json_object(p) or {}).get("written_by", "")).startswith(MARKER)
+            return str(_json_object(p).get("written_by", "")).startswith(MARKER)
         with open(p, "rb") as f:
             head = f.read(8192)
     except Exception:  # unreadable, not audio, ...: not provably dfnb's
@@ -116,31 +106,20 @@ def owner_of(path: Path | str) -> str | None:
     if p.is_symlink() or not p.exists():
         return None
     if p.is_dir():
-        if (_json_object(p / "manifest.json") or {}).get("format") == MANIFEST_FORMAT:
+        if _json_object(p / "manifest.json").get("format") == MANIFEST_FORMAT:
             return "export"
-        prov = _json_object(p / "provenance.json") or {}
-        if "dfnb_version" in prov and "source_sha256" in prov:
+        if {"dfnb_version", "source_sha256"} <= _json_object(p / "provenance.json").keys():
             return "import"
-        try:
+        with contextlib.suppress(OSError):
             return "empty" if not any(p.iterdir()) else None
-        except OSError:
-            return None
+        return None
     return "file" if p.is_file() and _file_is_marked(p) else None
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Checks (run before any work, and again at placement)
-# ----------------------------------------------------------------------------------------------------------
 def _protected(p: Path) -> str | None:
-    r, cwd = p.resolve(), Path.cwd().resolve()
-    if r == Path(r.anchor):
-        return "the root folder"
-    try:
-        home = Path.home().resolve()
-    except (KeyError, RuntimeError):  # no HOME and no passwd entry
-        home = None
-    if r == home:
-        return "your home folder"
+    r, cwd, home = p.resolve(), Path.cwd().resolve(), Path(os.path.expanduser("~")).resolve()
+    if r == Path(r.anchor) or r == home:
+        return "the root folder" if r == Path(r.anchor) else "your home folder"
     if r == cwd or r in cwd.parents:
         return "the working folder" if r == cwd else "a folder holding the working folder"
     return None
@@ -169,11 +148,6 @@ def check_target(target: Path | str, *, folder: bool, replace: bool, kinds: tupl
     ``sources`` (or folders holding them) are refused. ``force_hint`` / ``what`` word the advice. Temporaries
     of dead runs beside the target are removed (:func:`cleanup_stale`).
 
-    Examples
-    --------
-    >>> check_target("models/dfn3_full", folder=True, replace=False)  # doctest: +SKIP
-    PosixPath('models/dfn3_full')
-
     Notebook: 02_stateful_export
     """
     p = Path(target).expanduser()
@@ -197,9 +171,13 @@ def check_target(target: Path | str, *, folder: bool, replace: bool, kinds: tupl
         if not replace:
             tail = "" if owned else f" (it was not written by dfnb, so {force_hint.split(' ')[0]} would not replace it either)"
             raise error(f"{p} already exists; pass {force_hint} to replace it, or choose another {what}{tail}.")
+        if not owned and kind is not None:
+            raise error(f"{p} holds a dfnb {kind} folder, and only {' or '.join(kinds)} folders are replaced "
+                        f"here: move it away yourself or choose another {what}.")
         if not owned:
-            raise error(f"{p} was not written by dfnb ({_what_is_owned(folder, kinds)}), so dfnb does not replace "
-                        f"it: move it away yourself or choose another {what}.")
+            lacks = ", ".join(_LACKS[k] for k in kinds) if folder else f"its metadata lacks dfnb's '{MARKER}' tag"
+            raise error(f"{p} was not written by dfnb ({lacks}), so dfnb does not replace it: move it away "
+                        f"yourself or choose another {what}.")
     parent = p.parent
     if make_parent:
         try:
@@ -212,31 +190,19 @@ def check_target(target: Path | str, *, folder: bool, replace: bool, kinds: tupl
     return p
 
 
-def _what_is_owned(folder: bool, kinds: tuple) -> str:
-    if not folder:
-        return f"its metadata lacks dfnb's '{MARKER}' tag"
-    says = {"export": "no manifest.json of a dfnb export", "import": "no provenance.json of a dfnb import",
-            "empty": "not empty"}
-    return ", ".join(says[k] for k in kinds)
-
-
 def _probe_writable(parent: Path, error: type[DfnbError], what: str) -> None:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise error(f"{parent} is not writable; choose a writable {what} folder or fix its permissions.")
     probe = parent / f".dfnb-probe-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError as e:  # read-only mount, /proc, a folder os.access calls writable that is not
         raise error(f"cannot write in {parent} ({e.strerror}); choose a writable {what} folder.") from None
-    os.close(fd)
     os.unlink(probe)
 
 
 def prepare_folder(folder: Path | str, *, error: type[DfnbError] = ExportError, what: str = "--out") -> Path:
-    """Make sure ``folder`` is a writable folder that dfnb may put files into (made if missing).
-
-    Notebook: 00_tour
-    """
+    """Make sure ``folder`` is a writable folder that dfnb may put files into (made if missing). Notebook: 00_tour"""
     p = Path(folder).expanduser()
     if p.exists() and not p.is_dir():
         raise error(f"{p} is a file, not a folder; choose another {what} folder.")
@@ -248,29 +214,21 @@ def prepare_folder(folder: Path | str, *, error: type[DfnbError] = ExportError, 
     return p
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Temporaries and their cleanup
-# ----------------------------------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
+def _run_state(p: Path) -> str:
+    """``"live"``, ``"dead"`` or ``"unknown"``: the run a temporary belongs to (the pid in its name
+    ``.x.tmp-<pid>-<rand>``, else in its ``.pid`` file)."""
+    head, sep, _ = p.name.rsplit(".tmp-" if ".tmp-" in p.name else ".old-", 1)[-1].partition("-")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _pid_of(p: Path) -> int | None:
-    """The pid a temporary belongs to: from its name (``.x.tmp-<pid>-<rand>``) or its ``.pid`` file."""
-    tail = p.name.rsplit(".tmp-", 1)[-1] if ".tmp-" in p.name else p.name.rsplit(".old-", 1)[-1]
-    head = tail.split("-", 1)[0]
-    if head.isdigit() and "-" in tail:
-        return int(head)
-    try:
-        return int((p / ".pid").read_text())
+        pid = int(head) if sep and head.isdigit() else int((p / ".pid").read_text())
     except (OSError, ValueError):
-        return None
+        return "unknown"
+    try:
+        os.kill(pid, 0) if pid > 0 else None
+    except ProcessLookupError:
+        return "dead"
+    except PermissionError:  # another user's live process
+        pass
+    return "live" if pid > 0 else "dead"
 
 
 def _remove(p: Path) -> None:
@@ -288,21 +246,18 @@ def _remove(p: Path) -> None:
 def cleanup_stale(parent: Path | str, name: str) -> None:
     """Remove temporaries of dead runs beside ``parent/name``; restore a target a killed swap left aside.
 
-    A temporary is removed only if its process is dead and it is empty, holds a ``.pid`` file, is a file,
-    or is a dfnb folder; a live run's temporaries and anything unrecognised are left alone.
+    A temporary is removed only if it is an empty folder of no live run, or its run is dead and it is a file,
+    holds a ``.pid`` file or is a dfnb folder; a live run's temporaries and anything unrecognised stay.
 
     Notebook: 02_stateful_export
     """
     parent, target = Path(parent), Path(parent) / name
     for p in sorted(parent.glob(f".{name}.tmp-*")):
-        pid = _pid_of(p)
-        if pid is not None and pid > 0 and _pid_alive(pid):
-            continue
-        if p.is_file() or (p / ".pid").is_file() or owner_of(p) in FOLDER_KINDS:
+        state, kind = _run_state(p), owner_of(p)
+        if (kind == "empty" and state != "live") or (state == "dead" and (p.is_file() or (p / ".pid").is_file() or kind)):
             _remove(p)
     for p in sorted(parent.glob(f".{name}.old-*")):
-        pid = _pid_of(p)
-        if pid is not None and pid > 0 and pid != os.getpid() and _pid_alive(pid):
+        if _run_state(p) == "live":
             continue
         if not target.exists() and not target.is_symlink():
             os.rename(p, target)  # a run killed between the two renames of the fallback swap
@@ -315,11 +270,10 @@ def _beside(target: Path, tag: str) -> Path:
     return target.parent / f".{target.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}{target.suffix}"
 
 
-# ----------------------------------------------------------------------------------------------------------
-# The renames
-# ----------------------------------------------------------------------------------------------------------
 def _renameat2(src: Path, dst: Path, flags: int) -> bool:
-    """True when done; False when renameat2 is not available here; OSError when it refused."""
+    """True when done; False when renameat2 is not available here; OSError when it refused.
+
+    Hand-written with ctypes because Python's ``os`` has no renameat2 (glibc >= 2.28 exports it)."""
     fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if os.name == "posix" else None
     if fn is None:
         return False
@@ -334,12 +288,9 @@ def _renameat2(src: Path, dst: Path, flags: int) -> bool:
 
 @contextlib.contextmanager
 def _parent_lock(parent: Path) -> Iterator[None]:
-    """An exclusive flock on the parent folder: serialises the placements of dfnb processes there."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, renames only
-        yield
-        return
+    """An exclusive flock on the parent folder (POSIX): serialises the placements of dfnb processes there."""
+    import fcntl
+
     fd = os.open(parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -388,13 +339,34 @@ def _place(tmp: Path, target: Path, *, folder: bool, replace: bool, kinds: tuple
 
 
 @contextlib.contextmanager
+def _building(target: Path | str, folder: bool, **opts) -> Iterator[Path]:
+    target = Path(target).expanduser()
+    opts = dict(opts, folder=folder, sources=list(opts["sources"]))
+    check_target(target, make_parent=folder, **opts)
+    tmp, mode = _beside(target, "tmp"), (0o777 if folder else 0o666) & ~current_umask()
+    try:
+        os.mkdir(tmp, mode) if folder else os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
+    except OSError as e:
+        raise opts["error"](f"cannot write in {target.parent} ({e.strerror}); choose a writable {opts['what']} folder.") from None
+    try:
+        if folder:
+            (tmp / ".pid").write_text(str(os.getpid()))
+        yield tmp
+        if folder:
+            (tmp / ".pid").unlink()
+        _place(tmp, target, **opts)
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            _remove(tmp)
+
+
 def building_folder(target: Path | str, *, replace: bool = False, kinds: tuple = FOLDER_KINDS,
                     sources: Iterable = (), error: type[DfnbError] = ExportError,
-                    force_hint: str = "--force (force=True)", what: str = "--out") -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``target``; when the block ends without error, put it in place.
+                    force_hint: str = "--force (force=True)", what: str = "--out") -> contextlib.AbstractContextManager[Path]:
+    """A context manager: a fresh temporary folder beside ``target``, put in place when the block succeeds.
 
-    Checks ``target`` first (:func:`check_target`, which also removes temporaries of dead runs), makes the
-    temporary with the umask's permissions and a ``.pid`` file (removed before placement). On any exception
+    Checks ``target`` first (:func:`check_target`, which also removes temporaries of dead runs); the
+    temporary gets the umask's permissions and a ``.pid`` file (removed before placement). On any exception
     (Ctrl-C included) the temporary is removed and the target is untouched.
 
     Examples
@@ -404,34 +376,17 @@ def building_folder(target: Path | str, *, replace: bool = False, kinds: tuple =
 
     Notebook: 02_stateful_export
     """
-    target = Path(target).expanduser()
-    sources = list(sources)
-    opts = dict(folder=True, replace=replace, kinds=kinds, sources=sources, error=error, force_hint=force_hint,
-                what=what)
-    check_target(target, make_parent=True, **opts)
-    tmp = _beside(target, "tmp")
-    try:
-        os.mkdir(tmp, 0o777 & ~current_umask())
-    except OSError as e:
-        raise error(f"cannot write in {target.parent} ({e.strerror}); choose a writable {what} folder.") from None
-    try:
-        (tmp / ".pid").write_text(str(os.getpid()))
-        yield tmp
-        (tmp / ".pid").unlink()
-        _place(tmp, target, **opts)
-    finally:
-        if tmp.exists():
-            _remove(tmp)
+    return _building(target, True, replace=replace, kinds=kinds, sources=sources, error=error,
+                     force_hint=force_hint, what=what)
 
 
-@contextlib.contextmanager
 def building_file(target: Path | str, *, replace: bool = False, sources: Iterable = (),
                   error: type[DfnbError] = ExportError, force_hint: str = "overwrite=True (CLI: --force)",
-                  what: str = "output path") -> Iterator[Path]:
-    """Yield a temporary path beside ``target`` to write a file to; put it in place when the block succeeds.
+                  what: str = "output path") -> contextlib.AbstractContextManager[Path]:
+    """A context manager: a temporary path beside ``target`` to write a file to, put in place on success.
 
-    The file must end up tagged (see the module doc) for a later ``replace`` to accept it. Its permissions
-    follow the umask. Same checks and atomicity as :func:`building_folder`.
+    The file must end up tagged (see the module doc) for a later ``replace`` to accept it; its permissions
+    follow the umask; the parent folder must exist. Same checks and atomicity as :func:`building_folder`.
 
     Examples
     --------
@@ -440,18 +395,5 @@ def building_file(target: Path | str, *, replace: bool = False, sources: Iterabl
 
     Notebook: 00_tour
     """
-    target = Path(target).expanduser()
-    sources = list(sources)
-    opts = dict(folder=False, replace=replace, kinds=("file",), sources=sources, error=error,
-                force_hint=force_hint, what=what)
-    check_target(target, make_parent=False, **opts)
-    tmp = _beside(target, "tmp")
-    try:
-        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~current_umask()))
-    except OSError as e:
-        raise error(f"cannot write in {target.parent} ({e.strerror}); choose a writable {what} folder.") from None
-    try:
-        yield tmp
-        _place(tmp, target, **opts)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return _building(target, False, replace=replace, kinds=("file",), sources=sources, error=error,
+                     force_hint=force_hint, what=what)
