@@ -406,3 +406,17 @@ def test_placement_without_and_with_replace(renameat2, tmp_path, monkeypatch):
     write_audio(out, np.full(480, 0.25, np.float32), SR, overwrite=True)
     assert sf.read(out)[0][0] == 0.25
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.flac", "dfn3_h0"]
+
+
+def test_clipping_to_pcm_is_reported(full, tmp_path, capsys):
+    """Overs cannot live in PCM: the count of clipped samples is printed, and FLOAT in a .wav keeps them."""
+    src = tmp_path / "loud.wav"
+    t = np.arange(SR // 2) / SR
+    sf.write(src, (4 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), SR, subtype="FLOAT")
+    assert cli.main(["enhance", str(src), str(tmp_path / "out.wav"), "--model", str(full)]) == 0
+    y = sf.read(tmp_path / "out.wav", dtype="float32")[0]
+    n_over = int(np.count_nonzero(np.abs(y) > 1.0))
+    assert n_over > 0 and "clipped" not in capsys.readouterr().out
+    assert cli.main(["enhance", str(src), str(tmp_path / "out.flac"), "--model", str(full)]) == 0
+    assert f"PCM_24, {n_over} samples clipped to full scale" in capsys.readouterr().out
+    assert np.max(np.abs(sf.read(tmp_path / "out.flac", dtype="float32")[0])) <= 1.0
