@@ -191,6 +191,24 @@ CASES: list[Case] = [
     Case("audio", "--chunk 0",
          lambda c: ["enhance", str(c.wav(c.noise())), str(c.out()), "--chunk", "0", "--model", str(c.folders[F])],
          1, "--chunk must be a positive"),
+    Case("audio", "output is the input file (--force)",
+         lambda c: (lambda w: ["enhance", str(w), str(w), "--force", "--model", str(c.folders[F])])(c.wav(c.noise())),
+         3, "which dfnb reads"),
+    Case("audio", "output file not written by dfnb (--force)",
+         lambda c: ["enhance", str(c.wav(c.noise())), str(c.wav(c.noise(), name="mine.wav")), "--force", "--model",
+                    str(c.folders[F])], 3, "was not written by dfnb"),
+    Case("audio", "output is a folder (--force)",
+         lambda c: ["enhance", str(c.wav(c.noise())), str(_folder_named(c, "out.wav")), "--force", "--model",
+                    str(c.folders[F])], 3, "not a regular file"),
+    Case("audio", "output in a folder nobody can write (/proc)",
+         lambda c: ["enhance", str(c.wav(c.noise())), "/proc/out.wav", "--model", str(c.folders[F])], 3,
+         "cannot write in /proc"),
+    Case("audio", "output .ogg (lossy only)",
+         lambda c: ["enhance", str(c.wav(c.noise())), str(c.path("out.ogg")), "--model", str(c.folders[F])], 3,
+         "holds neither float nor 24-bit PCM"),
+    Case("audio", "--subtype PCM_16 for an .mp3 output",
+         lambda c: ["enhance", str(c.wav(c.noise())), str(c.path("out.mp3")), "--subtype", "PCM_16", "--model",
+                    str(c.folders[F])], 3, "is not valid for MP3"),
     Case("audio", "--runtime stream with an exported folder",
          lambda c: ["enhance", str(c.wav(c.noise())), str(c.out()), "--runtime", "stream", "--model",
                     str(c.folders[F])], 1, "needs a model name"),
@@ -204,6 +222,9 @@ CASES: list[Case] = [
     Case("accepted", "8-bit unsigned PCM at 8 kHz",
          lambda c: ["enhance", str(c.wav(c.noise(sr=8000), sr=8000, subtype="PCM_U8")), str(c.out()), "--model",
                     str(c.folders[F])], 0, "at 8000 Hz"),
+    Case("accepted", ".flac output (24-bit PCM: FLAC holds no float)",
+         lambda c: ["enhance", str(c.wav(c.noise())), str(c.path("out.flac")), "--model", str(c.folders[F])], 0,
+         "PCM_24"),
     Case("accepted", "stereo input with --downmix",
          lambda c: ["enhance", str(c.wav(c.noise(channels=2))), str(c.out()), "--downmix", "--model",
                     str(c.folders[F])], 0, "wrote"),
@@ -268,6 +289,18 @@ CASES: list[Case] = [
          slow=True),
     Case("export", "--out in /proc (not a real folder)",
          lambda c: ["export", "--variant", "full", "--out", "/proc/dfn3_full"], 8, "cannot write in /proc", slow=True),
+    Case("export", "--out is a folder of the user's notes (--force)",
+         lambda c: ["export", "--variant", "full", "--out", str(_text(c).parent), "--force"], 8,
+         "was not written by dfnb"),
+    Case("export", "--out is a file (--force)",
+         lambda c: ["export", "--variant", "full", "--out", str(_text(c)), "--force"], 8, "a file, not a folder"),
+    Case("export", "--out is the working folder (--force)",
+         lambda c: ["export", "--variant", "full", "--out", ".", "--force"], 8, "is the working folder"),
+    Case("export", "--out is the weights being read (--force)",
+         lambda c: ["export", "--variant", "full", "--model", "DeepFilterNet3", "--out",
+                    str(_models_dir_of() / "DeepFilterNet3"), "--force"], 8, "which dfnb reads"),
+    Case("export", "demo --out is a file",
+         lambda c: ["demo", "--out", str(_text(c))], 8, "is a file, not a folder"),
     Case("export", "--variant that does not exist",
          lambda c: ["export", "--variant", "h1"], 2, "invalid choice"),
     # --- command line --------------------------------------------------------------------------------------
@@ -281,6 +314,18 @@ def _text(c: Ctx) -> Path:
     p = c.path("notes.wav")
     p.write_text("these are notes, not audio\n")
     return p
+
+
+def _folder_named(c: Ctx, name: str) -> Path:
+    d = c.path(name)
+    d.mkdir()
+    return d
+
+
+def _models_dir_of() -> Path:
+    from dfnb.models import _models_dir
+
+    return _models_dir(None)
 
 
 def _release_mix(c: Ctx) -> Path:
@@ -432,12 +477,12 @@ CODES = """| code | meaning |
 | 0 | success |
 | 1 | other dfnb error (bad option value, output exists) |
 | 2 | bad command line (argparse) |
-| 3 | bad audio (missing, unreadable, empty, NaN/Inf, multichannel, rate) |
+| 3 | bad audio (missing, unreadable, empty, NaN/Inf, multichannel, rate) or audio output path (folder missing or read-only, a folder, the input, not written by dfnb, format/subtype) |
 | 4 | weights or clip not found anywhere dfnb looks |
 | 5 | sha256 mismatch |
-| 6 | model cannot be built (unknown name, config/weights mismatch) |
+| 6 | model cannot be built (unknown name, config/weights mismatch) or its import not written (cache folder not dfnb's) |
 | 7 | broken model folder (missing/corrupt/mixed files) |
-| 8 | export refused or failed (exists without --force, unwritable) |
+| 8 | export or output folder refused or failed (exists without --force, not written by dfnb, the working folder, a file, unwritable) |
 | 9 | bad streaming state (wrong shape, missing state input) |
 | 70 | unexpected internal error (a dfnb bug: rerun with --debug) |
 | 130 | interrupted |"""

@@ -15,8 +15,10 @@ Conventions:
   integer PCM stored as float without scaling, so it is refused.
 * **Resampling** uses soxr at quality ``"VHQ"`` (very high quality: passband to ~0.91 of the lower Nyquist,
   > 170 dB stop-band); the output length is ``round(n * sr_out / sr_in)`` within one sample.
-* **Writing** is atomic: a temporary file in the target folder, then ``os.replace``. An existing file is
-  never overwritten unless asked (``overwrite=True`` / ``--force``), and a failed write leaves nothing behind.
+* **Writing** is atomic: a temporary file in the target folder, then a rename (:mod:`dfnb.placement`). An
+  existing file is replaced only when asked (``overwrite=True`` / ``--force``) and only if dfnb wrote it
+  (dfnb tags its files: ``comment`` = ``written by dfnb <version>``); a failed write leaves nothing behind.
+  wav holds float32 (the default); flac holds 24- or 16-bit PCM; lossy formats are refused.
 
 Notebook: 00_tour
 """
@@ -25,13 +27,13 @@ from __future__ import annotations
 
 import numbers
 import os
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 from dfnb.errors import AudioError
+from dfnb.placement import building_file, check_target, marker_text
 
 __all__ = [
     "MODEL_SR",
@@ -44,6 +46,9 @@ __all__ = [
     "check_sr",
     "to_float32",
     "resample",
+    "OUTPUT_SUBTYPES",
+    "output_format",
+    "check_output",
     "write_audio",
 ]
 
@@ -55,6 +60,8 @@ FLOAT_PEAK_LIMIT = 32.0
 """Float audio with a larger peak is taken to be unscaled integer PCM and refused."""
 RESAMPLE_QUALITY = "VHQ"
 """soxr quality recipe used by :func:`resample`."""
+OUTPUT_SUBTYPES = ("FLOAT", "PCM_24", "PCM_16")
+"""What the CLI's ``--subtype`` offers, in order of preference for the default."""
 
 _INT_SCALE = {np.dtype(np.int8): 2.0**7, np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 
@@ -170,41 +177,89 @@ def resample(x: Any, sr_in: int, sr_out: int) -> np.ndarray:
     return np.ascontiguousarray(soxr.resample(a, sr_in, sr_out, quality=RESAMPLE_QUALITY), dtype=np.float32)
 
 
+def output_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[str, str]:
+    """``(container, subtype)`` that :func:`write_audio` uses for ``path``, or :class:`AudioError` if none fits.
+
+    The container follows the suffix (``.wav``, ``.flac``, ...). ``subtype=None`` picks ``"FLOAT"`` where the
+    container holds float samples (wav) and ``"PCM_24"`` otherwise (flac); lossy-only containers (ogg, mp3)
+    are refused unless their own subtype is asked for, so dfnb never writes different audio silently.
+
+    Examples
+    --------
+    >>> output_format("out.flac")
+    ('FLAC', 'PCM_24')
+
+    Notebook: 00_tour
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    container = p.suffix.lstrip(".").upper()
+    if not container or container not in sf.available_formats():
+        raise AudioError(f"cannot write {p}: unknown audio format {p.suffix!r}; use .wav or .flac.")
+    if subtype is None:
+        subtype = next((s for s in OUTPUT_SUBTYPES[:2] if sf.check_format(container, s)), None)
+        if subtype is None:
+            raise AudioError(f"cannot write {p}: {container} holds neither float nor 24-bit PCM samples (only "
+                             f"{', '.join(sf.available_subtypes(container))}); use .wav (FLOAT, PCM_24, PCM_16) "
+                             "or .flac (PCM_24, PCM_16).")
+    if not sf.check_format(container, subtype):
+        raise AudioError(f"cannot write {p}: subtype {subtype!r} is not valid for {container} (it takes "
+                         f"{', '.join(sf.available_subtypes(container))}); use 'FLOAT', 'PCM_24' or 'PCM_16' "
+                         "with .wav, 'PCM_24' or 'PCM_16' with .flac.")
+    return container, subtype
+
+
+def check_output(path: str | os.PathLike, *, subtype: str | None = None, overwrite: bool = False,
+                 sources: Iterable = ()) -> tuple[str, str]:
+    """Check everything about an output file that can be checked before any processing; return
+    :func:`output_format`'s ``(container, subtype)``.
+
+    Raises :class:`AudioError` if the format or subtype does not fit, the folder is missing or not writable,
+    the path is a folder, one of ``sources`` (e.g. the input file), or exists and ``overwrite`` is false or
+    it was not written by dfnb (:mod:`dfnb.placement`: dfnb tags its audio files).
+
+    Examples
+    --------
+    >>> check_output("enhanced.wav", sources=["noisy.wav"])  # doctest: +SKIP
+    ('WAV', 'FLOAT')
+
+    Notebook: 00_tour
+    """
+    fmt = output_format(path, subtype)
+    check_target(path, folder=False, replace=overwrite, sources=sources, error=AudioError, make_parent=False,
+                 force_hint="overwrite=True (CLI: --force)", what="output path")
+    return fmt
+
+
 def write_audio(path: str | os.PathLike, x: Any, sr: int, *, overwrite: bool = False,
-                subtype: str = "FLOAT") -> Path:
+                subtype: str | None = None, sources: Iterable = ()) -> Path:
     """Write mono audio atomically and return the path.
 
-    ``subtype="FLOAT"`` (default) stores float32 exactly, overs included, so a written output can be compared
-    bit for bit; ``"PCM_16"``/``"PCM_24"`` give smaller files for listening (soundfile clips to [-1, 1)).
-    The container follows the file suffix (``.wav``, ``.flac``, ...). Refuses to replace an existing file
-    unless ``overwrite=True``.
+    ``subtype=None`` / ``"FLOAT"`` (wav) stores float32 exactly, overs included, so a written output can be
+    compared bit for bit; ``"PCM_24"`` (flac's default) / ``"PCM_16"`` give smaller files for listening
+    (soundfile clips to [-1, 1)). The container follows the suffix (:func:`output_format`). The file carries
+    dfnb's tag in its ``comment`` metadata and the umask's permissions. An existing file is replaced only
+    with ``overwrite=True`` and only if dfnb wrote it; ``sources`` (files being read) are never replaced
+    (:func:`check_output`).
+
+    Examples
+    --------
+    >>> write_audio("out.flac", y, 48000, subtype="PCM_16")  # doctest: +SKIP
+    PosixPath('out.flac')
+
+    Notebook: 00_tour
     """
     import soundfile as sf
 
     p = Path(path)
     a = check_audio(x, sr, name=f"audio to write to {p}")
-    sr = int(sr)
-    if p.exists() and not overwrite:
-        raise AudioError(f"{p} already exists; pass overwrite=True (CLI: --force) to replace it, "
-                         "or choose another output path.")
-    if p.exists() and not p.is_file():
-        raise AudioError(f"{p} exists and is not a regular file; choose another output path.")
-    if not p.parent.is_dir():
-        raise AudioError(f"cannot write {p}: folder {p.parent} does not exist; create it first.")
-    container = p.suffix.lstrip(".").upper()
-    if not container or container not in sf.available_formats():
-        raise AudioError(f"cannot write {p}: unknown audio format {p.suffix!r}; use .wav or .flac.")
-    if not sf.check_format(container, subtype):
-        raise AudioError(f"cannot write {p}: subtype {subtype!r} is not valid for {container}; "
-                         "use 'FLOAT' or 'PCM_16' for wav, 'PCM_16'/'PCM_24' for flac.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, a, sr, subtype=subtype, format=container)
-        os.replace(tmp, p)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, (sf.SoundFileError, RuntimeError, OSError)):
+    container, subtype = check_output(p, subtype=subtype, overwrite=overwrite, sources=sources)
+    with building_file(p, replace=overwrite, sources=sources, error=AudioError, what="output path") as tmp:
+        try:
+            with sf.SoundFile(str(tmp), "w", int(sr), 1, subtype=subtype, format=container) as f:
+                f.comment = marker_text()
+                f.write(a)
+        except (sf.SoundFileError, RuntimeError, OSError) as e:
             raise AudioError(f"could not write {p}: {e}; check the folder is writable and has space.") from None
-        raise
     return p

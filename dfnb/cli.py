@@ -8,12 +8,15 @@ code  meaning
 0     success
 1     other dfnb error
 2     bad command line (argparse)
-3     bad audio (missing, unreadable, empty, NaN/Inf, multichannel, …)
+3     bad audio (missing, unreadable, empty, NaN/Inf, multichannel, …) or audio output
+      path (folder missing/read-only, a folder, the input, not dfnb's, format/subtype)
 4     weights or clip not found anywhere dfnb looks
 5     sha256 mismatch
-6     model cannot be built (unknown name, config/weights mismatch)
+6     model cannot be built (unknown name, config/weights mismatch) or its import not
+      written (the cache folder is not dfnb's)
 7     broken model folder (missing/corrupt/mixed files)
-8     export refused or failed (exists without --force, unwritable)
+8     export or output folder refused or failed (exists without --force, not dfnb's,
+      the working folder, a file, unwritable)
 9     bad streaming state (wrong shape, missing state input)
 70    unexpected internal error (rerun with --debug for the traceback)
 130   interrupted
@@ -108,16 +111,20 @@ def _enhance_48k(args, x48, is_folder: bool):
 
 
 def cmd_enhance(args) -> int:
-    """Enhance a wav file; the output has the input's length and sample rate and is time-aligned with it."""
+    """Enhance a wav file; the output has the input's length and sample rate and is time-aligned with it.
+
+    The output path (folder, permissions, format and subtype, not the input, not someone else's file) is
+    checked before the input is read or a model is loaded."""
     import numpy as np
 
-    from .audio import MODEL_SR, resample, write_audio
+    from .audio import MODEL_SR, check_output, resample, write_audio
 
     if args.chunk < 1:
         raise DfnbError(f"--chunk must be a positive number of hops, got {args.chunk}.")
     out = Path(args.output)
     if out.exists() and not args.force:
         raise DfnbError(f"{out} already exists; pass --force to overwrite it or choose another output path.")
+    _, subtype = check_output(out, subtype=args.subtype, overwrite=args.force, sources=[args.input])
     x, sr = _read_input(args.input, args.downmix)
     x48 = resample(x, sr, MODEL_SR) if sr != MODEL_SR else x
     is_folder = Path(args.model).is_dir() and any(Path(args.model).glob("*.onnx"))
@@ -126,18 +133,28 @@ def cmd_enhance(args) -> int:
     dt = time.perf_counter() - t0
     y = resample(y48, MODEL_SR, sr) if sr != MODEL_SR else y48
     y = y[: len(x)] if len(y) >= len(x) else np.concatenate([y, np.zeros(len(x) - len(y), np.float32)])
-    write_audio(out, y, sr, overwrite=args.force)
-    print(f"wrote {out} ({len(y) / sr:.2f} s at {sr} Hz; {how}; {dt:.2f} s, RTF {dt / (len(x) / sr):.3f})")
+    write_audio(out, y, sr, overwrite=args.force, subtype=subtype, sources=[args.input])
+    clipped = int(np.count_nonzero(np.abs(y) > 1.0)) if subtype != "FLOAT" else 0
+    note = f", {clipped} samples clipped to full scale (--subtype FLOAT in a .wav keeps them)" if clipped else ""
+    print(f"wrote {out} ({len(y) / sr:.2f} s at {sr} Hz, {subtype}{note}; {how}; {dt:.2f} s, "
+          f"RTF {dt / (len(x) / sr):.3f})")
     return 0
 
 
 def cmd_export(args) -> int:
-    """Export a model as an ONNX folder of one variant."""
+    """Export a model as an ONNX folder of one variant. An explicit --out (or the default folder of a model
+    name) is checked before the model is loaded."""
     from .export import default_folder, export_model
-    from .models import load_model
+    from .models import MODEL_NAMES, load_model
+    from .placement import check_target
 
+    named = args.model in MODEL_NAMES
+    out = Path(args.out) if args.out else (default_folder(args.model, args.variant, _models_dir()) if named else None)
+    if out is not None:
+        check_target(out, folder=True, replace=args.force,
+                     sources=[_models_dir() / args.model] if named else [Path(args.model)])
     m = load_model(args.model)
-    out = Path(args.out) if args.out else default_folder(m.name, args.variant, _models_dir())
+    out = out or default_folder(m.name, args.variant, _models_dir())
     t0 = time.perf_counter()
     export_model(m, args.variant, out, force=args.force)
     print(f"exported {m.name} variant {args.variant} to {out} in {time.perf_counter() - t0:.1f} s "
@@ -170,7 +187,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job (what `make demo` runs)."""
+    """The main job (what `make demo` runs); its --out folder and files are checked before any work."""
     from .demo import run_demo
 
     return run_demo(out_dir=Path(args.out), quick=args.quick)
@@ -200,6 +217,8 @@ def _caused_by_interrupt(e: BaseException) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .audio import OUTPUT_SUBTYPES
+
     p = _Parser(prog="dfnb", description="DeepFilterNet investigation kit: exact streaming and "
                                 "stateful ONNX exports. Exit codes: see `python -c 'import dfnb.cli; help(dfnb.cli)'`.")
     p.add_argument("--version", action="version", version=f"dfnb {__version__}")
@@ -209,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_models)
     s = sub.add_parser("enhance", help="enhance a wav file (output: same length, time-aligned)")
     s.add_argument("input", help="input audio file (any sample rate; mono, or use --downmix)")
-    s.add_argument("output", help="output wav (refused if it exists, unless --force)")
+    s.add_argument("output", help="output .wav or .flac (refused if it exists, unless --force and dfnb wrote it)")
     s.add_argument("--model", default="DeepFilterNet3",
                    help="a model name (DeepFilterNet3, DeepFilterNet2, DeepFilterNet3_ll, DeepFilterNet2_ll) or an "
                         "exported folder (run with the onnxruntime host)")
@@ -223,13 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="host: run each call as a whole file (shows the lost lookahead of a naive host)")
     s.add_argument("--reset-dsp", action="store_true", help="host with --per-call-offline: reset STFT/norms per call")
     s.add_argument("--downmix", action="store_true", help="average the channels of a multichannel input")
-    s.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    s.add_argument("--subtype", choices=OUTPUT_SUBTYPES, default=None,
+                   help="sample format of the output: FLOAT (default for .wav: exact, overs kept), PCM_24 (default "
+                        "for .flac), PCM_16; PCM clips to full scale")
+    s.add_argument("--force", action="store_true", help="overwrite the output file if dfnb wrote it")
     s.set_defaults(func=cmd_enhance)
     s = sub.add_parser("export", help="export a model as an ONNX folder (stateless, h0, gru, full, step)")
     s.add_argument("--model", default="DeepFilterNet3", help="model name (see `dfnb models`) or a checkpoint folder")
     s.add_argument("--variant", required=True, choices=("stateless", "h0", "gru", "full", "step"))
     s.add_argument("--out", default=None, help="target folder (default models/<short>_<variant>, e.g. models/dfn3_h0)")
-    s.add_argument("--force", action="store_true", help="replace the target folder if it exists")
+    s.add_argument("--force", action="store_true",
+                   help="replace the target folder if it is a dfnb export or import (never anything else)")
     s.set_defaults(func=cmd_export)
     s = sub.add_parser("inspect", help="describe a model folder and check it is complete and consistent")
     s.add_argument("folder")

@@ -19,8 +19,9 @@ variant         what is in the folder (all: ``config.ini`` + ``manifest.json``)
 
 Exports are built in a temporary sibling folder, checked (``onnx.checker`` and onnxruntime against PyTorch on
 real features, two consecutive chunks so that state hand-over is checked too), and only then moved into
-place; an existing folder is replaced only with ``force=True``. A run killed midway leaves the previous
-folder intact; the next run removes the stray temporary folder. The three-file variants use the legacy
+place atomically (:mod:`dfnb.placement`); an existing folder is replaced only with ``force=True`` and only if
+dfnb wrote it (a dfnb export or import). A run killed midway leaves the previous folder intact; the next run
+removes the stray temporary folder. The three-file variants use the legacy
 TorchScript exporter (``dynamo=False``) because it keeps a dynamic time axis for the GRUs.
 
 Notebook: 02_stateful_export
@@ -29,7 +30,6 @@ Notebook: 02_stateful_export
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -42,9 +42,10 @@ from . import __version__, dsp
 from .assets import sha256_file as _sha256
 from .errors import ExportError
 from .layout import BASE_IO, MANIFEST_FORMAT, VARIANTS, Layout, StateDesc
+from .placement import building_folder
 from .surgery import graph_io_entries
 
-__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "export_model", "ensure_export", "OPSET"]
+__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "export_model", "ensure_export", "model_sources", "OPSET"]
 
 SHORT_NAMES = {"DeepFilterNet3": "dfn3", "DeepFilterNet2": "dfn2", "DeepFilterNet3_ll": "dfn3_ll",
                "DeepFilterNet2_ll": "dfn2_ll"}
@@ -268,40 +269,18 @@ def _manifest(loaded: Any, variant: str, step_model: Any, tmp: Path, report: dic
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Atomic placement
+# Export into place
 # ----------------------------------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _cleanup_stale(parent: Path, name: str) -> None:
-    """Remove temp folders of dead export runs; restore a folder a killed swap left aside."""
-    for p in parent.glob(f".{name}.tmp-*"):
-        try:
-            pid = int((p / ".pid").read_text())
-        except (OSError, ValueError):
-            pid = -1
-        if pid <= 0 or not _pid_alive(pid):
-            shutil.rmtree(p, ignore_errors=True)
-    target = parent / name
-    for p in sorted(parent.glob(f".{name}.old-*")):
-        if not target.exists():
-            os.replace(p, target)
-        else:
-            shutil.rmtree(p, ignore_errors=True)
-
-
 def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = False, quiet: bool = True) -> Path:
     """Export ``loaded`` (a :class:`dfnb.models.LoadedModel`) as ``variant`` into folder ``out``.
 
-    Raises :class:`ExportError` if the variant is unknown, ``out`` exists and ``force`` is false, the target is
-    not writable, or the export does not match PyTorch (max abs diff > 1e-4).
+    The folder is built beside ``out`` and put in place by :func:`dfnb.placement.building_folder`: ``force``
+    replaces only a dfnb export or import folder (or an empty one), never anything else, the working folder
+    or the weights being read; without ``force`` a folder that appears at ``out`` while the export runs is
+    left untouched (of two concurrent exports to one target, one wins and the other gets an ExportError).
+
+    Raises :class:`ExportError` if the variant is unknown, ``out`` exists and ``force`` is false or it is not
+    dfnb's, the target is not writable, or the export does not match PyTorch (max abs diff > 1e-4).
 
     Notebook: 02_stateful_export
     """
@@ -310,48 +289,32 @@ def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = Fa
     if variant not in VARIANTS:
         raise ExportError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
     out = Path(out)
-    parent = out.parent.resolve()
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ExportError(f"cannot create {parent} ({e.strerror}); choose a writable --out folder.") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ExportError(f"{parent} is not writable; choose a writable --out folder or fix its permissions.")
-    _cleanup_stale(parent, out.name)
-    if out.exists() and not force:
-        raise ExportError(f"{out} already exists; pass --force (force=True) to replace it, or choose another --out.")
     t0 = time.perf_counter()
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    except OSError as e:  # e.g. /proc, or a folder os.access calls writable that is not
-        raise ExportError(f"cannot write in {parent} ({e.strerror}); choose a writable --out folder.") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a model folder should look like any other folder
-    try:
-        (tmp / ".pid").write_text(str(os.getpid()))
-        step_model = StepModel(loaded.net, loaded.spec)
-        feats = _real_features(loaded)
-        if variant == "step":
-            report = _write_step(loaded, step_model, tmp, feats)
-        else:
-            report = _write_three_files(loaded, step_model, variant, tmp, feats)
-        worst = max(report.values())
-        if not worst <= 1e-4:
-            raise ExportError(f"the exported {variant} graphs differ from PyTorch by {worst:.3g} (> 1e-4): {report}. "
-                              "This is a dfnb bug; please report it with this message.")
-        shutil.copyfile(Path(loaded.folder) / "config.ini", tmp / "config.ini")
-        manifest = _manifest(loaded, variant, step_model, tmp, report, time.perf_counter() - t0)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        (tmp / ".pid").unlink()
-        _swap_into_place(tmp, out)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):  # disk full, folder removed or made read-only midway, ...
-            raise ExportError(f"could not write the export to {out} ({e}). Check the free space "
-                              "and permissions of the --out folder; a previous folder there is kept.") from e
-        raise
+        with building_folder(out, replace=force, sources=model_sources(loaded)) as tmp:
+            step_model = StepModel(loaded.net, loaded.spec)
+            feats = _real_features(loaded)
+            if variant == "step":
+                report = _write_step(loaded, step_model, tmp, feats)
+            else:
+                report = _write_three_files(loaded, step_model, variant, tmp, feats)
+            worst = max(report.values())
+            if not worst <= 1e-4:
+                raise ExportError(f"the exported {variant} graphs differ from PyTorch by {worst:.3g} (> 1e-4): "
+                                  f"{report}. This is a dfnb bug; please report it with this message.")
+            shutil.copyfile(Path(loaded.folder) / "config.ini", tmp / "config.ini")
+            manifest = _manifest(loaded, variant, step_model, tmp, report, time.perf_counter() - t0)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    except OSError as e:  # disk full, folder removed or made read-only midway, ...
+        raise ExportError(f"could not write the export to {out} ({e}). Check the free space "
+                          "and permissions of the --out folder; a previous folder there is kept.") from e
     return out
+
+
+def model_sources(loaded: Any) -> list[Path]:
+    """The paths an export of ``loaded`` reads (its checkpoint folder and the path it was loaded from):
+    an export must never be placed over them."""
+    return [Path(p) for p in (getattr(loaded, "folder", None), getattr(loaded, "source_path", None)) if p]
 
 
 def ensure_export(loaded: Any, variant: str, root: Path | str = "models", *, say=print) -> Path:
@@ -362,31 +325,33 @@ def ensure_export(loaded: Any, variant: str, root: Path | str = "models", *, say
 
     Notebook: 02_stateful_export
     """
-    from .errors import DfnbError
-    from .folder import inspect_folder
-
     out = default_folder(loaded.name, variant, root)
     if out.exists():
-        try:
-            man = inspect_folder(out).manifest or {}
-            if man.get("variant") == variant and man.get("weights", {}).get("sha256") == loaded.source_sha256:
-                say(f"reusing {out} (already exported from the same weights)")
-                return out
-            why = "holds another variant or other weights"
-        except DfnbError as e:
-            why = f"is not usable ({str(e).splitlines()[0][:80]})"
+        why = _mismatch(out, loaded, variant)
+        if why is None:
+            say(f"reusing {out} (already exported from the same weights)")
+            return out
         other = default_folder(loaded.name, variant, tempfile.mkdtemp(prefix="dfnb_export_"))
         say(f"{out} {why}; left untouched, exporting to {other} instead")
         out = other
-    return export_model(loaded, variant, out)
+    try:
+        return export_model(loaded, variant, out)
+    except ExportError:  # another run put its export there meanwhile: reuse it if it is this one
+        if out.exists() and _mismatch(out, loaded, variant) is None:
+            say(f"reusing {out} (exported meanwhile by another run from the same weights)")
+            return out
+        raise
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent.resolve()))
-        os.rmdir(old)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+def _mismatch(folder: Path, loaded: Any, variant: str) -> str | None:
+    """None if ``folder`` is a usable export of ``variant`` of ``loaded``'s weights, else why not."""
+    from .errors import DfnbError
+    from .folder import inspect_folder
+
+    try:
+        man = inspect_folder(folder).manifest or {}
+    except DfnbError as e:
+        return f"is not usable ({str(e).splitlines()[0][:80]})"
+    if man.get("variant") == variant and man.get("weights", {}).get("sha256") == loaded.source_sha256:
+        return None
+    return "holds another variant or other weights"

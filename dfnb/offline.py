@@ -115,10 +115,12 @@ def enhance_offline(loaded: Any, audio: np.ndarray, sr: int | None = None, *, pr
         spec_e = (spec * lim + spec_e * (1 - lim)).astype(np.complex64)
     y = dsp.offline_synthesis(cfg, spec_e)
     d = cfg.fft_size - cfg.hop_size
-    y = y[d : d + n]
+    y = y[d : d + max(n, 1)]  # >= 1 sample to resample: a 1-sample input at 192 kHz is 0 samples at 48 kHz
     if output_sr != cfg.sr:
         y = audio_mod.resample(y, cfg.sr, output_sr)
         y = _fit_length(y, int(round(len(x) * output_sr / sr)))
+    else:
+        y = y[:n]
     res = OfflineResult(audio=y.astype(np.float32), sr=output_sr)
     if probes:
         res.lsnr, res.mask, res.coefs, res.gru = r["lsnr"], r["mask"], r["coefs"], r["gru"]

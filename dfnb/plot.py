@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import AudioError, DfnbError, ExportError, StateError
 from .metrics import SNR_CAP_DB, _as_signal, error_per_hop, snr_of_difference
+from .placement import marker_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -354,13 +355,15 @@ def plot_latency(latencies_us: Mapping[str, np.ndarray], *, budget_us: float = 1
 
 
 def save_figure(fig, path) -> Path:
-    """Write ``fig`` as PNG (dpi 120) to ``path`` (suffix forced to .png), creating the parent directory."""
+    """Write ``fig`` as PNG (dpi 120) to ``path`` (suffix forced to .png), creating the parent directory.
+
+    The PNG carries dfnb's tag (a ``Comment`` text chunk), so dfnb may replace it later (:mod:`dfnb.placement`)."""
     p = Path(path)
     if p.suffix.lower() != ".png":
         p = p.with_suffix(".png")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, format="png", dpi=120, bbox_inches="tight")
+        fig.savefig(p, format="png", dpi=120, bbox_inches="tight", metadata={"Comment": marker_text()})
     except OSError as e:
         raise ExportError(f"cannot write figure to {p}: {e.strerror or e}; choose a writable directory") from e
     return p

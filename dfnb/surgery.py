@@ -21,7 +21,8 @@ import numpy as np
 
 from .assets import sha256_file
 from .errors import ModelFolderError
-from .layout import BASE_IO
+from .layout import BASE_IO, MANIFEST_FORMAT
+from .placement import building_folder, check_target
 
 __all__ = ["GAINS_OUTPUT", "lean_step_model", "pack_states", "graph_io_entries"]
 
@@ -205,8 +206,8 @@ def pack_states(step_folder: Path | str, out_folder: Path | str, *, force: bool 
     src, out = Path(step_folder), Path(out_folder)
     if not (src / "step.onnx").is_file():
         raise ModelFolderError(f"{src} has no step.onnx; pack_states needs a step folder (dfnb export --variant step).")
-    if out.exists() and not force:
-        raise ModelFolderError(f"{out} already exists; pass force=True to replace it.")
+    place = dict(replace=force, sources=[src], error=ModelFolderError, force_hint="force=True", what="out_folder")
+    check_target(out, folder=True, **place)  # before the work: never the source, never a folder dfnb did not write
     manifest = json.loads((src / "manifest.json").read_text()) if (src / "manifest.json").is_file() else {}
     model = onnx.load(str(src / "step.onnx"))
     g = model.graph
@@ -245,10 +246,7 @@ def pack_states(step_folder: Path | str, out_folder: Path | str, *, force: bool 
                     [helper.make_tensor_value_info("state_next", TensorProto.FLOAT, [total])])
     onnx.checker.check_model(model)
 
-    tmp = out.parent / f".{out.name}.tmp-pack"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with building_folder(out, **place) as tmp:
         onnx.save(model, str(tmp / "step.onnx"))
         shutil.copyfile(src / "config.ini", tmp / "config.ini")
         worst = _verify_packed(src / "step.onnx", tmp / "step.onnx", st_in, shapes, verify_hops)
@@ -259,6 +257,7 @@ def pack_states(step_folder: Path | str, out_folder: Path | str, *, force: bool 
             layout.append({"input": i.name, "output": o.name, "offset": off, "size": n, "shape": shp})
             off += n
         m = dict(manifest)
+        m["format"] = MANIFEST_FORMAT
         m["packed_from"] = str(src)
         m["packed_layout"] = layout
         m["states"] = [{"name": "state", "input": "state", "output": "state_next", "file": "step.onnx",
@@ -271,12 +270,6 @@ def pack_states(step_folder: Path | str, out_folder: Path | str, *, force: bool 
         m["files"] = files
         m["verification"] = {"max_abs_diff_vs_unpacked": worst, "hops": verify_hops}
         (tmp / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -25,12 +25,13 @@ import soundfile as sf
 from dfnb import cli
 from dfnb.audio import read_audio
 from dfnb.errors import AudioError, DfnbError, ExportError, ModelFolderError, StateError
-from dfnb.export import _cleanup_stale, export_model
+from dfnb.export import export_model
 from dfnb.folder import check_feeds
 from dfnb.hosts.fast import FastStepHost
 from dfnb.hosts.onnx import Host
 from dfnb.metrics import snr_of_difference
 from dfnb.offline import enhance_offline
+from dfnb.placement import cleanup_stale
 from dfnb.runtime import enhance as rt_enhance
 from dfnb.streaming import Stream
 
@@ -443,7 +444,7 @@ def test_stale_cleanup_spares_live_runs_and_restores_a_swapped_out_folder(tmp_pa
     old = tmp_path / f".{name}.old-abc"  # killed between the two renames of the swap
     old.mkdir()
     (old / "config.ini").write_text("old")
-    _cleanup_stale(tmp_path, name)
+    cleanup_stale(tmp_path, name)
     assert live.is_dir() and not dead.exists() and not nopid.exists()
     assert (tmp_path / name / "config.ini").read_text() == "old" and not old.exists()
 

@@ -154,7 +154,7 @@ def test_check_audio():
 
 def test_enhance_offline(m3):
     def body(x, sr):
-        valid = _well_formed(x) and _valid_sr(sr)
+        valid = _well_formed(x) and (sr is None or _valid_sr(sr))  # sr=None: the model's rate (documented default)
         _check(lambda: enhance_offline(m3, x, sr).audio, x, valid, x.size, "offline")
         return valid
 
