@@ -114,7 +114,8 @@ def _ints(text: str) -> tuple[int, ...]:
 _KEYS = {
     "sr": ("df", int), "fft_size": ("df", int), "hop_size": ("df", int), "nb_erb": ("df", int),
     "nb_df": ("df", int), "min_nb_erb_freqs": ("df", int), "norm_tau": ("df", float),
-    "df_order": ("df|deepfilternet", int), "df_lookahead": ("df|deepfilternet", int), "lsnr_min": ("df", float), "lsnr_max": ("df", float),
+    "df_order": ("df|deepfilternet", int), "df_lookahead": ("df|deepfilternet", int),
+    "lsnr_min": ("df", float), "lsnr_max": ("df", float),
     "conv_lookahead": ("deepfilternet", int), "conv_ch": ("deepfilternet", int),
     "emb_hidden_dim": ("deepfilternet", int), "emb_num_layers": ("deepfilternet", int),
     "df_hidden_dim": ("deepfilternet", int), "df_num_layers": ("deepfilternet", int),
@@ -301,8 +302,8 @@ class Layout:
     def manifest_states(self, variant: str) -> list[dict]:
         """The ``states`` list of a folder's manifest.json: graph states with their I/O names, then host states."""
         rows = [{"name": d.name, "input": d.io[0], "output": d.io[1],
-                 "file": "step.onnx" if variant == "step" else d.file, "owner": d.owner, "group": d.group, "shape": list(d.shape),
-                 "dtype": d.dtype, "init": d.init} for d in self.for_variant(variant)]
+                 "file": "step.onnx" if variant == "step" else d.file, "owner": d.owner, "group": d.group,
+                 "shape": list(d.shape), "dtype": d.dtype, "init": d.init} for d in self.for_variant(variant)]
         rows += [{"name": d.name, "where": "host", "group": d.group, "shape": list(d.shape), "dtype": d.dtype,
                   "init": d.init} for d in self.host_states(variant)]
         return rows

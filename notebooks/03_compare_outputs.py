@@ -48,7 +48,6 @@ from IPython.display import Audio, display
 import dfnb
 from dfnb import clips, metrics, plot
 from dfnb.export import ensure_export
-from dfnb.folder import inspect_folder
 from dfnb.hosts.onnx import Host
 from dfnb.layout import STATE_GROUPS
 from dfnb.models import load_model
@@ -57,15 +56,16 @@ from dfnb.runtime import enhance
 from dfnb.streaming import Stream
 
 torch.set_num_threads(1)  # one hop at a time: a single thread is faster, and far faster on a busy machine
-EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb03_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
+EXPORT_ROOT = (Path(tempfile.mkdtemp(prefix="dfnb03_")) if FAST
+               else Path(dfnb.__file__).resolve().parent.parent / "models")
 
 
 # %% [markdown]
 # ## 1 · The outputs
 #
-# Each variant's export runs through the onnxruntime host (`enhance(Host(folder), ...)`) in calls of `CHUNK` hops. The host
-# always keeps the DSP state, the lookahead and the deep-filter buffer; the variants differ in which model states
-# their graphs carry (notebook 02). For reference we add the **naive** host of notebook 01: the stateless export
+# Each variant's export runs through the onnxruntime host (`enhance(Host(folder), ...)`) in calls of `CHUNK` hops.
+# The host always keeps the DSP state, the lookahead and the deep-filter buffer; the variants differ in which model
+# states their graphs carry (notebook 02). For reference we add the **naive** host of notebook 01: the stateless export
 # called as if every chunk were a separate file (`per_call_offline=True, reset_dsp=True`) — what a host that
 # knows nothing about streaming does, and the choppiest of all.
 
@@ -191,11 +191,11 @@ assert lsnr_err["h0"] == lsnr_err["gru"]
 # %% [markdown]
 # ### GRU hidden states
 #
-# `stream.trace.states[name]` holds, per hop, the hidden state of each GRU block (we plot the top layer). Heatmaps: time across,
-# hidden unit up, stateless (left) vs full (right) for each GRU. In the stateless host every chunk starts from a
-# zero state, so its states are cut into 70 ms segments with a seam at every chunk start — plainest in the ERB
-# decoder's GRU, whose units re-saturate from scratch in every chunk — while the full host's states evolve
-# continuously.
+# `stream.trace.states[name]` holds, per hop, the hidden state of each GRU block (we plot the top layer).
+# Heatmaps: time across, hidden unit up, stateless (left) vs full (right) for each GRU. In the stateless host every
+# chunk starts from a zero state, so its states are cut into 70 ms segments with a seam at every chunk start —
+# plainest in the ERB decoder's GRU, whose units re-saturate from scratch in every chunk — while the full host's
+# states evolve continuously.
 
 # %%
 gru_names = GRU_NAMES
@@ -251,7 +251,8 @@ def at_chunk_starts(states):
     norm = np.linalg.norm(states, axis=1)
     pos = (np.arange(len(norm)) + m.spec.conv_lookahead) % CHUNK  # the trace starts after the lookahead warm-up
     starts = (pos == 0) & (np.arange(len(norm)) > 0)
-    return float(norm[starts].mean() / norm[pos != 0].mean()), float(np.linalg.norm(states[starts] - states[0], axis=1).mean())
+    jump = float(norm[starts].mean() / norm[pos != 0].mean())
+    return jump, float(np.linalg.norm(states[starts] - states[0], axis=1).mean())
 
 
 stats = {(v, g): at_chunk_starts(traces[v][g]) for v in ("stateless", "full") for g in gru_names}

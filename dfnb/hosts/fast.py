@@ -53,7 +53,7 @@ class LeanDsp:
     :mod:`dfnb.dsp` (same results, a little slower).
     """
 
-    def __init__(self, cfg: "dsp.DspConfig"):
+    def __init__(self, cfg: dsp.DspConfig):
         self.cfg = cfg
         t = cfg._t
         self.t = t
@@ -162,7 +162,8 @@ class FastStepHost(Runtime):
         self.lean = bool(lean) and not self.packed
         if self.lean:
             model, self.lean_report = lean_step_model(self.folder / "step.onnx", gains=gains)
-            self.sess = open_session(self.folder / "step.onnx", threads, session_config, model=model.SerializeToString())
+            self.sess = open_session(self.folder / "step.onnx", threads, session_config,
+                                     model=model.SerializeToString())
         else:
             self.lean_report = {}
             self.sess = open_session(self.folder / "step.onnx", threads, session_config)

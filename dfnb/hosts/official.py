@@ -152,7 +152,8 @@ class OfficialLikeHost(FastStepHost):
         self.thresholds = (float(min_db_thresh), float(max_db_erb_thresh), float(max_db_df_thresh))
         self.lim = atten_limit(atten_lim_db)
         self.beta = float(post_filter_beta)
-        self.tract_start, self.skip_decoders, self.silence_skip = bool(tract_start), bool(skip_decoders), bool(silence_skip)
+        self.tract_start, self.skip_decoders = bool(tract_start), bool(skip_decoders)
+        self.silence_skip = bool(silence_skip)
         self.silence_hops = int(silence_hops)
         super().__init__(folder, threads=threads, gains=True, probes=probes)
         if self.family != "deepfilternet3":

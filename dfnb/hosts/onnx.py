@@ -231,4 +231,5 @@ class Host(Runtime):
         if n == 0:
             return np.zeros(0, np.float32)
         spec = np.zeros((n, self.cfg.freq_bins), np.complex64)
-        return self._exact(spec, np.zeros((n, self.cfg.nb_erb), np.float32), np.zeros((n, self.cfg.nb_df), np.complex64))
+        return self._exact(spec, np.zeros((n, self.cfg.nb_erb), np.float32),
+                           np.zeros((n, self.cfg.nb_df), np.complex64))
