@@ -18,7 +18,7 @@ group                 what it is                                                
                       the masked spectra and coefficients waiting for the DF lookahead
 ====================  ===========================================================================  =========
 
-:class:`Layout` is the one description of that state. The PyTorch step (:mod:`dfnb.streaming`), the exports
+:class:`Layout` is the one description of that state. The PyTorch step (:mod:`dfnb.step`), the exports
 and their ``manifest.json`` (:mod:`dfnb.export`), every host (:mod:`dfnb.hosts`) and ``dfnb inspect`` read it,
 so they cannot drift; a test checks it against the shapes PyTorch itself produces for all four models.
 

@@ -56,7 +56,7 @@ def run_model(loaded: Any, spec: np.ndarray, feat_erb: np.ndarray, feat_spec: np
     """Run ``DfNet.forward`` on complex features ``[T, F]``, ``[T, E]``, ``[T, Fdf]``; return spectra and probes."""
     import torch
 
-    from .streaming import is_gru_block
+    from .step import is_gru_block
 
     net = loaded.net
     grus: dict[str, np.ndarray] = {}
