@@ -46,7 +46,7 @@ import torch
 from IPython.display import Audio, display
 
 import dfnb
-from dfnb import clips, metrics, plot
+from dfnb import clips, metrics, plot, state_plot
 from dfnb.export import ensure_export
 from dfnb.hosts.onnx import Host
 from dfnb.layout import STATE_GROUPS
@@ -180,7 +180,7 @@ for v in NAMES:
 # %%
 lsnr = {"offline": ref.lsnr, **{v: streams[v].trace.lsnr for v in SHOWN}}
 over = float(np.max(lsnr["stateless"] - ref.lsnr))
-fig = plot.plot_lsnr(lsnr, hop / sr, title=f"{MODEL} on {CLIP}, chunk {CHUNK}")
+fig = state_plot.plot_lsnr(lsnr, hop / sr, title=f"{MODEL} on {CLIP}, chunk {CHUNK}")
 lsnr_err = {v: metrics.lsnr_error(ref.lsnr, lsnr[v]) for v in SHOWN}
 print("largest |lsnr - offline lsnr| (dB):", {v: round(e, 3) for v, e in lsnr_err.items()})
 print(f"stateless over-estimates the lsnr by up to {over:.1f} dB")
@@ -203,7 +203,7 @@ traces = {v: {g: streams[v].trace.states[g][:, -1, 0] for g in gru_names} for v 
 fig, axes = plt.subplots(len(gru_names), 2, figsize=(13, 3.2 * len(gru_names)), sharex=True, layout="constrained")
 for row, g in zip(axes, gru_names):
     for ax, v in zip(row, ("stateless", "full")):
-        plot.plot_hidden_heatmap(traces[v][g], hop / sr, ax=ax, title=f"{g}, {v} (chunk {CHUNK})")
+        state_plot.plot_hidden_heatmap(traces[v][g], hop / sr, ax=ax, title=f"{g}, {v} (chunk {CHUNK})")
 fig.suptitle(f"{MODEL} on {CLIP}: GRU hidden states")
 
 # %% [markdown]
@@ -237,12 +237,12 @@ assert compared >= 1
 # %%
 fig, axes = plt.subplots(1, len(gru_names), figsize=(5 * len(gru_names), 3.6), layout="constrained")
 for ax, g in zip(np.ravel(axes), gru_names):
-    plot.plot_state_norm({v: traces[v][g] for v in ("stateless", "h0", "full")}, hop / sr, ax=ax, title=g)
+    state_plot.plot_state_norm({v: traces[v][g] for v in ("stateless", "h0", "full")}, hop / sr, ax=ax, title=g)
     ax.set_xlim(0, min(1.0, len(traces["full"][g]) * hop / sr))
 fig.suptitle(f"{MODEL} on {CLIP}: hidden-state norm, first second, chunk {CHUNK}")
 fig, axes = plt.subplots(1, len(gru_names), figsize=(5 * len(gru_names), 4.6), layout="constrained")
 for ax, g in zip(np.ravel(axes), gru_names):
-    plot.plot_pca_path({v: traces[v][g] for v in ("stateless", "full")}, ax=ax, title=g)
+    state_plot.plot_pca_path({v: traces[v][g] for v in ("stateless", "full")}, ax=ax, title=g)
 fig.suptitle(f"{MODEL} on {CLIP}: hidden-state paths in 2-D PCA, chunk {CHUNK}")
 
 # %%
