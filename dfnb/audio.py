@@ -17,8 +17,6 @@ Conventions:
   > 170 dB stop-band); the output length is ``round(n * sr_out / sr_in)`` within one sample.
 * **Writing** is atomic: a temporary file in the target folder, then ``os.replace``. An existing file is
   never overwritten unless asked (``overwrite=True`` / ``--force``), and a failed write leaves nothing behind.
-
-Notebook: 00_tour
 """
 
 from __future__ import annotations

@@ -18,8 +18,6 @@ code  meaning
 70    unexpected internal error (rerun with --debug for the traceback)
 130   interrupted
 ====  ===============================================================
-
-Notebook: 00_tour
 """
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ when importable, is always preferred.
 
 Hand-written on purpose: no maintained package provides a torchaudio stand-in; it covers only what
 deepfilternet's own import path and ``df.io`` touch.
-
-Notebook: 00_tour
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@ stateful DeepFilterNet3 folder, run both through the onnxruntime host, and print
 
 Existing export folders are never overwritten: a valid one is reused (its weights' sha256 must match),
 anything else is left untouched and the export goes to a temporary folder (:func:`dfnb.export.ensure_export`).
-
-Notebook: 00_tour
 """
 
 from __future__ import annotations

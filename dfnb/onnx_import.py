@@ -39,8 +39,6 @@ Not in any graph: the conv-lookahead feature shift (``pad_feat`` in DFN3, ``pad`
 caller before ``enc.onnx``; it has no weights. Float tensors that are not weights are accounted for in the
 report's ``ignored`` (the ``Pad`` fill value 0, and the lsnr scale/offset, which are checked against
 ``lsnr_max - lsnr_min`` / ``lsnr_min`` of the config). Integer tensors are shape constants and not listed.
-
-Notebook: 00_tour
 """
 
 from __future__ import annotations
@@ -152,10 +150,8 @@ def _graph_ops(model: Any, part: str, ignored: dict[str, str], lsnr: tuple[float
                 x = np.transpose(x, at.get("perm"))
             elif n.op_type in ("Squeeze", "Unsqueeze"):
                 axes = at.get("axes", vals[ins[1]].tolist() if len(ins) > 1 else None)
-                if n.op_type == "Squeeze":
-                    x = np.squeeze(x, tuple(axes) if axes else None)
-                else:
-                    x = np.expand_dims(x, tuple(axes))
+                sq = n.op_type == "Squeeze"
+                x = np.squeeze(x, tuple(axes) if axes else None) if sq else np.expand_dims(x, tuple(axes))
             elif n.op_type == "Cast":
                 x = x.astype(onnx.helper.tensor_dtype_to_np_dtype(at["to"]))
             vals[n.output[0]] = x
@@ -295,12 +291,8 @@ def fill_from_onnx(net: Any, spec: Any, files: dict[str, bytes]) -> dict:
     from dfnb.models import CONFIG_LOCK
 
     new: dict[str, Any] = {}
-    mapping: dict[str, str] = {}
-    ignored: dict[str, str] = {}
-    used: set[str] = set()
-    all_floats: set[str] = set()
-    zero_filled: list[str] = []
-    bn_identity: list[str] = []
+    mapping, ignored = {}, {}  # parameter -> "part.onnx:tensor...", tensor -> why it is not a weight
+    used, all_floats, zero_filled, bn_identity = set(), set(), [], []
     tops = _torch_ops(net, spec)
     lsnr = (spec.lsnr_max - spec.lsnr_min, spec.lsnr_min)
 
@@ -369,8 +361,7 @@ def fill_from_onnx(net: Any, spec: Any, files: dict[str, bytes]) -> dict:
                 elif kind == "gru":
                     gname, layer = tname.split("@")
                     h = op.attrs["hidden"]
-                    def zrh(a, h=h):  # ONNX gate order z,r,h -> torch's r,z,n
-                        return np.concatenate([a[h:2 * h], a[:h], a[2 * h:3 * h]], 0)
+                    zrh = lambda a, h=h: np.concatenate([a[h:2 * h], a[:h], a[2 * h:3 * h]], 0)  # noqa: E731  z,r,h -> r,z,n
                     put(f"{gname}.weight_ih_l{layer}", zrh(op.values["W"][0]), part, op, ".W[z,r,h->r,z,n]")
                     put(f"{gname}.weight_hh_l{layer}", zrh(op.values["R"][0]), part, op, ".R[z,r,h->r,z,n]")
                     put(f"{gname}.bias_ih_l{layer}", zrh(op.values["B"][0][:3 * h]), part, op, ".B[:3H]")

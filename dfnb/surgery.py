@@ -7,8 +7,6 @@ shaped one. Nothing here runs a stream; :mod:`dfnb.hosts` does.
 * :func:`pack_states` — a ``step`` folder whose graph takes all states as one flat tensor (verified bit-exact
   against the original).
 * :func:`graph_io_entries` — the inputs/outputs of a graph as manifest.json lists them (readable dim names).
-
-Notebook: 05_realtime
 """
 
 from __future__ import annotations
@@ -167,8 +165,6 @@ def lean_step_model(step_onnx: Path | str, *, ungate: bool = True, einsum: bool 
     """The lean version of a ``step.onnx`` (an ``onnx.ModelProto``) and a report of what was changed.
 
     ``gains=True`` also exposes the ERB mask gains per bin as output ``erb_gains`` (see :mod:`dfnb.hosts.official`).
-
-    Notebook: 02_stateful_export
     """
     import onnx
 
@@ -196,8 +192,6 @@ def pack_states(step_folder: Path | str, out_folder: Path | str, *, force: bool 
     ``"packed_layout"``. Verified against the original graph for ``verify_hops`` hops of random input
     (max abs difference must be 0: the wrapped graph is the same graph). :class:`dfnb.hosts.fast.FastStepHost` and
     :class:`dfnb.hosts.onnx.Host` run the packed folder like any step folder (one state).
-
-    Notebook: 02_stateful_export
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper

@@ -8,8 +8,6 @@ Each module is one host, and each host is a :class:`dfnb.runtime.Runtime` (``res
 * :mod:`dfnb.hosts.official` — the official realtime runtime's per-hop behaviour (libDF/tract) on a step graph.
 
 Nothing here imports torch: a realtime user deploys an exported folder with numpy, libdf and onnxruntime only.
-
-Notebook: 02_stateful_export
 """
 
 from __future__ import annotations
@@ -31,8 +29,6 @@ def open_host(folder: Path | str, *, host: str = "auto", threads: int = 1, **kw:
     --------
     >>> from dfnb.runtime import enhance  # doctest: +SKIP
     >>> y = enhance(open_host("models/dfn3_step"), noisy)  # doctest: +SKIP
-
-    Notebook: 02_stateful_export
     """
     from ..errors import DfnbError
 

