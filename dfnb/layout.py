@@ -239,7 +239,17 @@ class Layout:
 
     @classmethod
     def of(cls, spec: Any) -> Layout:
-        """The layout of a model from its config values (see :func:`_conv_table` for the conv rules)."""
+        """The layout of a model from its config values (see :func:`_conv_table` for the conv rules).
+
+        Parameters
+        ----------
+        spec : ModelConfig or dfnb.models.ModelSpec
+            Anything with the config values (``fft_size``, ``conv_lookahead``, ``emb_hidden_dim``, ...).
+
+        Returns
+        -------
+        Layout
+        """
         f = spec.fft_size // 2 + 1
         L, o, dfl = spec.conv_lookahead, spec.df_order, spec.df_lookahead
         st = [StateDesc("enc_emb_gru", (1, 1, spec.emb_hidden_dim), "gru_enc", "enc"),

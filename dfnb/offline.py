@@ -98,8 +98,33 @@ def enhance_offline(loaded: Any, audio: np.ndarray, sr: int | None = None, *, pr
                     output_sr: int | None = None, atten_lim_db: float | None = None) -> OfflineResult:
     """Enhance ``audio`` (at ``sr``, default the model's rate) with the full-sequence model.
 
-    Returns an :class:`OfflineResult` whose ``audio`` has the input's length (at ``output_sr``, default ``sr``)
-    and is time-aligned with it. ``atten_lim_db`` mixes back noisy spectrum as ``df.enhance.enhance`` does.
+    Parameters
+    ----------
+    loaded : dfnb.models.LoadedModel
+        The model (:func:`dfnb.models.load_model`).
+    audio : array_like
+        Mono samples at ``sr`` (any PCM dtype; checked by :func:`dfnb.audio.check_audio`).
+    sr, output_sr : int, optional
+        Input rate (default the model's 48 kHz) and output rate (default ``sr``); soxr resamples.
+    probes : bool
+        Also return lsnr, GRU states, mask, DF coefficients, features and spectra per frame.
+    atten_lim_db : float, optional
+        Mix back noisy spectrum as ``df.enhance.enhance`` does.
+
+    Returns
+    -------
+    OfflineResult
+        ``audio`` has the input's length (at ``output_sr``) and is time-aligned with it; probes when asked.
+
+    Raises
+    ------
+    AudioError
+        Invalid audio or sample rate.
+
+    Examples
+    --------
+    >>> ref = enhance_offline(load_model("DeepFilterNet3"), noisy, probes=True)  # doctest: +SKIP
+    >>> ref.audio.shape == noisy.shape, ref.lsnr.shape  # doctest: +SKIP
 
     Notebook: 00_tour
     """

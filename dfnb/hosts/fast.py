@@ -133,9 +133,28 @@ class FastStepHost(Runtime):
     """Exact realtime host for a ``step`` folder (or a :func:`dfnb.surgery.pack_states` folder).
 
     A :class:`dfnb.runtime.Runtime`: ``process(samples)``, ``flush()``, ``reset()``, ``delay_samples``,
-    ``trace``. ``lean=False`` runs the folder's graph unchanged (warm-up inside the graph), for comparisons.
-    ``session_config`` adds onnxruntime session config entries (e.g.
-    ``{"session.intra_op.allow_spinning": "0"}``); ``gains=True`` also exposes the per-bin ERB gains.
+    ``trace``; its output equals :class:`dfnb.hosts.onnx.Host` on the same folder bit for bit.
+
+    Parameters
+    ----------
+    folder : path
+        A ``step`` folder (checked by :func:`dfnb.folder.inspect_folder`).
+    threads : int
+        onnxruntime intra-op threads (1 is fastest for one stream).
+    lean : bool
+        Run the leaner graph built at load time; ``False`` runs the folder's graph unchanged (warm-up inside
+        the graph), for comparisons.
+    session_config : dict, optional
+        Extra onnxruntime session config entries (e.g. ``{"session.intra_op.allow_spinning": "0"}``).
+    gains : bool
+        Also expose the per-bin ERB gains (used by :class:`dfnb.hosts.official.OfficialLikeHost`).
+    probes : bool or list of str
+        Record lsnr (and these states) per model frame in ``trace``.
+
+    Raises
+    ------
+    ModelFolderError
+        Not a ``step`` folder, or a step graph whose state inputs and outputs do not pair up.
 
     Examples
     --------
