@@ -1,6 +1,6 @@
 # dfnb: two commands do everything on a fresh machine.
 #   make demo   set up .venv if needed, then run the main job
-#   make test   set up .venv if needed, then run the whole test suite (notebooks included, FAST mode)
+#   make test   set up .venv if needed, then lint (ruff) and run the whole test suite (notebooks included, FAST mode)
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(BIN)/dfnb demo
 
 test: $(STAMP)
+	$(BIN)/ruff check dfnb tests benchmarks notebooks
 	DFNB_FAST=1 $(BIN)/python -m pytest -q tests notebooks --nbmake --nbmake-kernel=dfnb --nbmake-timeout=600
 
 lab: $(STAMP)

@@ -22,9 +22,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -158,7 +158,8 @@ CASES: list[Case] = [
     Case("audio", "input file does not exist",
          lambda c: ["enhance", str(c.path("missing.wav")), str(c.out()), "--model", str(c.folders[F])], 3, "not found"),
     Case("audio", "input is a folder",
-         lambda c: ["enhance", str(c.path("d").parent), str(c.out()), "--model", str(c.folders[F])], 3, "is not a file"),
+         lambda c: ["enhance", str(c.path("d").parent), str(c.out()), "--model", str(c.folders[F])], 3,
+         "is not a file"),
     Case("audio", "input is not audio (text saved as .wav)",
          lambda c: ["enhance", str(_text(c)), str(c.out()), "--model", str(c.folders[F])], 3, "not an audio file"),
     Case("audio", "input has 0 samples",
@@ -485,7 +486,7 @@ CODES = """| code | meaning |
 | 8 | export or output folder refused or failed (exists without --force, not written by dfnb, the working folder, a file, unwritable) |
 | 9 | bad streaming state (wrong shape, missing state input) |
 | 70 | unexpected internal error (a dfnb bug: rerun with --debug) |
-| 130 | interrupted |"""
+| 130 | interrupted |"""  # noqa: E501 -- markdown table rows, one per line
 
 
 def markdown(results: list[Result], api_rows: list, ctx: Ctx) -> str:

@@ -20,15 +20,15 @@ Conventions:
   (dfnb tags its files: ``comment`` = ``written by dfnb <version>``); a failed write leaves nothing behind.
   wav holds float32 (the default); flac holds 24- or 16-bit PCM; lossy formats are refused.
 
-Notebook: 00_tour
 """
 
 from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -188,8 +188,6 @@ def output_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[
     --------
     >>> output_format("out.flac")
     ('FLAC', 'PCM_24')
-
-    Notebook: 00_tour
     """
     import soundfile as sf
 
@@ -223,8 +221,6 @@ def check_output(path: str | os.PathLike, *, subtype: str | None = None, overwri
     --------
     >>> check_output("enhanced.wav", sources=["noisy.wav"])  # doctest: +SKIP
     ('WAV', 'FLOAT')
-
-    Notebook: 00_tour
     """
     fmt = output_format(path, subtype)
     check_target(path, folder=False, replace=overwrite, sources=sources, error=AudioError, make_parent=False,
@@ -247,8 +243,6 @@ def write_audio(path: str | os.PathLike, x: Any, sr: int, *, overwrite: bool = F
     --------
     >>> write_audio("out.flac", y, 48000, subtype="PCM_16")  # doctest: +SKIP
     PosixPath('out.flac')
-
-    Notebook: 00_tour
     """
     import soundfile as sf
 

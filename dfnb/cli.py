@@ -21,8 +21,6 @@ code  meaning
 70    unexpected internal error (rerun with --debug for the traceback)
 130   interrupted
 ====  ===============================================================
-
-Notebook: 00_tour
 """
 
 from __future__ import annotations
@@ -278,14 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dfnb {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 — one line, not a stack trace, unless --debug
+    except Exception as e:  # one line, not a stack trace, unless --debug
         if _caused_by_interrupt(e):  # e.g. Ctrl-C inside a C extension's import: "ImportError: initialization failed"
             print(f"dfnb {args.command}: interrupted", file=sys.stderr)
             return 130
         if args.debug:
             raise
-        print(f"dfnb {args.command}: unexpected error: {type(e).__name__}: {_one_line(e)}. This is a dfnb bug; rerun with "
-              "--debug and report the traceback.", file=sys.stderr)
+        print(f"dfnb {args.command}: unexpected error: {type(e).__name__}: {_one_line(e)}. This is a dfnb bug; "
+              "rerun with --debug and report the traceback.", file=sys.stderr)
         return 70
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ def data_roots() -> list[tuple[str, Path]]:
     return roots
 
 
-@lru_cache(maxsize=None)
+@cache
 def _manifest() -> dict[str, dict[str, Any]]:
     p = manifest_path()
     try:

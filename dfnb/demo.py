@@ -5,8 +5,6 @@ Existing export folders are never overwritten: a valid one is reused (its weight
 anything else is left untouched and the export goes to a temporary folder (:func:`dfnb.export.ensure_export`).
 The output folder and the four files the demo writes there are checked before any work: the demo replaces
 its own earlier outputs (tagged by dfnb, :mod:`dfnb.placement`) and refuses to replace anything else.
-
-Notebook: 00_tour
 """
 
 from __future__ import annotations

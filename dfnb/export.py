@@ -284,7 +284,7 @@ def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = Fa
 
     Notebook: 02_stateful_export
     """
-    from .streaming import StepModel
+    from .step import StepModel
 
     if variant not in VARIANTS:
         raise ExportError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")

@@ -111,7 +111,7 @@ def open_session(path: Path | str, threads: int = 1, config: dict | None = None,
         so.add_session_config_entry(k, str(v))
     try:
         return ort.InferenceSession(model if model is not None else str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises several exception types for corrupt files
+    except Exception as e:  # noqa: BLE001 -- onnxruntime raises several exception types for corrupt files
         msg = str(e).splitlines()[0][:200]
         raise ModelFolderError(f"{path} cannot be loaded by onnxruntime ({msg}); the file is truncated or "
                                "corrupt: re-export the folder (dfnb export ... --force).") from None
@@ -311,7 +311,8 @@ def _check_gru_sizes(info: FolderInfo) -> list[str]:
         return []
     problems = []
     c = info.config
-    for f, key in (("enc.onnx", "emb_hidden_dim"), ("erb_dec.onnx", "emb_hidden_dim"), ("df_dec.onnx", "df_hidden_dim")):
+    for f, key in (("enc.onnx", "emb_hidden_dim"), ("erb_dec.onnx", "emb_hidden_dim"),
+                   ("df_dec.onnx", "df_hidden_dim")):
         units = getattr(c, key)
         hs = _gru_sizes(info.path / f)
         if not hs:

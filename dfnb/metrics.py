@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from .errors import AudioError, DfnbError
 
 __all__ = [
     "SNR_CAP_DB",
+    "as_signal",
     "snr_of_difference",
     "max_abs_error",
     "si_sdr",
@@ -40,7 +42,7 @@ SNR_CAP_DB = 200.0
 _SILENT_MS = 1e-12
 
 
-def _as_signal(x: Any, name: str = "signal") -> np.ndarray:
+def as_signal(x: Any, name: str = "signal") -> np.ndarray:
     """Return ``x`` as a finite, non-empty 1-D float64 array, or raise AudioError saying what is wrong."""
     try:
         a = np.asarray(x, dtype=np.float64)
@@ -62,7 +64,7 @@ def _as_signal(x: Any, name: str = "signal") -> np.ndarray:
 
 
 def _pair(reference: Any, test: Any, names: tuple[str, str] = ("reference", "test")) -> tuple[np.ndarray, np.ndarray]:
-    r, t = _as_signal(reference, names[0]), _as_signal(test, names[1])
+    r, t = as_signal(reference, names[0]), as_signal(test, names[1])
     if r.size != t.size:
         raise AudioError(
             f"{names[0]} has {r.size} samples but {names[1]} has {t.size}: they must be sample-aligned and of "
@@ -145,8 +147,8 @@ def stoi(clean, enhanced, sr: int, extended: bool = False) -> float:
 
 def snr_improvement(noisy, enhanced, clean) -> float:
     """SNR(enhanced vs clean) − SNR(noisy vs clean) in dB; all three must be sample-aligned."""
-    c = _as_signal(clean, "clean")
-    n, e = _as_signal(noisy, "noisy"), _as_signal(enhanced, "enhanced")
+    c = as_signal(clean, "clean")
+    n, e = as_signal(noisy, "noisy"), as_signal(enhanced, "enhanced")
     _pair(c, n, ("clean", "noisy"))
     _pair(c, e, ("clean", "enhanced"))
     return snr_of_difference(c, e) - snr_of_difference(c, n)
@@ -157,7 +159,7 @@ def estimate_delay(reference, delayed, max_lag: int) -> int:
 
     ``delayed[n + d] ≈ reference[n]`` for the returned ``d``. Lengths may differ.
     """
-    r, d = _as_signal(reference, "reference"), _as_signal(delayed, "delayed")
+    r, d = as_signal(reference, "reference"), as_signal(delayed, "delayed")
     if isinstance(max_lag, bool) or not isinstance(max_lag, (int, np.integer)) or max_lag < 0:
         raise AudioError(f"max_lag must be a non-negative integer number of samples, got {max_lag!r}")
     if not np.any(r) or not np.any(d):
@@ -177,7 +179,7 @@ def align(reference, delayed, delay: int) -> tuple[np.ndarray, np.ndarray]:
     """Drop ``delay`` leading samples (from ``delayed`` if positive, from ``reference`` if negative),
     then trim both to the shorter length, so ``ref_out[n]`` and ``delayed_out[n]`` line up.
     """
-    r, d = _as_signal(reference, "reference"), _as_signal(delayed, "delayed")
+    r, d = as_signal(reference, "reference"), as_signal(delayed, "delayed")
     delay = int(delay)
     if delay >= 0:
         d = d[delay:]
@@ -218,7 +220,7 @@ def error_per_hop(reference, test, hop: int = 480) -> np.ndarray:
 
 def speech_active_hops(clean_or_signal, hop: int = 480, threshold_db: float = -40.0) -> np.ndarray:
     """Boolean per hop: hop energy within ``|threshold_db|`` dB of the loudest hop (all False for silence)."""
-    x = _as_signal(clean_or_signal, "signal")
+    x = as_signal(clean_or_signal, "signal")
     e = _hop_energies(x, hop)
     if not np.any(e > 0):
         return np.zeros(e.size, dtype=bool)

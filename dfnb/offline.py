@@ -3,14 +3,16 @@
 :func:`enhance_offline` does what ``df.enhance.enhance(model, df_state, audio, pad=True)`` does — pad the input
 with ``fft_size`` zeros, libdf analysis and features, one ``DfNet.forward`` over the whole sequence, libdf
 synthesis, crop the STFT delay so the output lines up with the input — and can also return per-frame probes:
-the local SNR estimate, the hidden-state sequence of every GRU (top layer of each block's torch GRU, named like ``Stream.trace``), the ERB mask,
-the deep-filter coefficients and the input features. The only difference from ``df.enhance.enhance`` is that
-the normalisation alpha comes from the model's own spec instead of deepfilternet's process-wide config, so a
-second model family loaded in the same process cannot change it (a test checks both agree).
+the local SNR estimate, the hidden-state sequence of every GRU (top layer of each block's torch GRU, named
+like ``Stream.trace``), the ERB mask, the deep-filter coefficients and the input features. The only difference
+from ``df.enhance.enhance`` is that the normalisation alpha comes from the model's own spec instead of
+deepfilternet's process-wide config, so a second model family loaded in the same process cannot change it (a
+test checks both agree).
 
 Input audio may have any sample rate (resampled to the model's 48 kHz with soxr and back unless
-``output_sr`` says otherwise), any PCM dtype (converted to float32), and must be mono (``dfnb.audio.read_audio(..., downmix=True)``
-averages a file's channels); invalid audio raises :class:`dfnb.errors.AudioError`.
+``output_sr`` says otherwise), any PCM dtype (converted to float32), and must be mono
+(``dfnb.audio.read_audio(..., downmix=True)`` averages a file's channels); invalid audio raises
+:class:`dfnb.errors.AudioError`.
 
 Notebook: 00_tour
 """
@@ -54,7 +56,7 @@ def run_model(loaded: Any, spec: np.ndarray, feat_erb: np.ndarray, feat_spec: np
     """Run ``DfNet.forward`` on complex features ``[T, F]``, ``[T, E]``, ``[T, Fdf]``; return spectra and probes."""
     import torch
 
-    from .streaming import is_gru_block
+    from .step import is_gru_block
 
     net = loaded.net
     grus: dict[str, np.ndarray] = {}
@@ -65,8 +67,9 @@ def run_model(loaded: Any, spec: np.ndarray, feat_erb: np.ndarray, feat_spec: np
                 # the block's inner torch GRU: its output sequence is the top layer's hidden state per frame;
                 # named like Stream.trace ("enc_emb_gru") so offline and streaming trajectories line up
                 inner = getattr(m, "gru", m)
-                def hook(mod, args, out, name=name.replace(".", "_")):
-                    grus[name] = out[0][0].detach().numpy().copy()
+                key = name.replace(".", "_")
+                def hook(mod, args, out, key=key):
+                    grus[key] = out[0][0].detach().numpy().copy()
                 hooks.append(inner.register_forward_hook(hook))
         coef_box: list = []
         hooks.append(net.df_dec.register_forward_hook(
@@ -95,8 +98,33 @@ def enhance_offline(loaded: Any, audio: np.ndarray, sr: int | None = None, *, pr
                     output_sr: int | None = None, atten_lim_db: float | None = None) -> OfflineResult:
     """Enhance ``audio`` (at ``sr``, default the model's rate) with the full-sequence model.
 
-    Returns an :class:`OfflineResult` whose ``audio`` has the input's length (at ``output_sr``, default ``sr``)
-    and is time-aligned with it. ``atten_lim_db`` mixes back noisy spectrum as ``df.enhance.enhance`` does.
+    Parameters
+    ----------
+    loaded : dfnb.models.LoadedModel
+        The model (:func:`dfnb.models.load_model`).
+    audio : array_like
+        Mono samples at ``sr`` (any PCM dtype; checked by :func:`dfnb.audio.check_audio`).
+    sr, output_sr : int, optional
+        Input rate (default the model's 48 kHz) and output rate (default ``sr``); soxr resamples.
+    probes : bool
+        Also return lsnr, GRU states, mask, DF coefficients, features and spectra per frame.
+    atten_lim_db : float, optional
+        Mix back noisy spectrum as ``df.enhance.enhance`` does.
+
+    Returns
+    -------
+    OfflineResult
+        ``audio`` has the input's length (at ``output_sr``) and is time-aligned with it; probes when asked.
+
+    Raises
+    ------
+    AudioError
+        Invalid audio or sample rate.
+
+    Examples
+    --------
+    >>> ref = enhance_offline(load_model("DeepFilterNet3"), noisy, probes=True)  # doctest: +SKIP
+    >>> ref.audio.shape == noisy.shape, ref.lsnr.shape  # doctest: +SKIP
 
     Notebook: 00_tour
     """

@@ -23,8 +23,6 @@ and what came out is checked again, and swapped back if it is not dfnb's. Withou
 a filesystem without it) an ``flock`` on the parent folder serialises dfnb processes around a check and a
 plain rename. Permissions follow the umask. A killed run leaves the previous target intact; the next run
 removes the temporaries of dead runs, and only those.
-
-Notebook: 02_stateful_export
 """
 
 from __future__ import annotations
@@ -36,8 +34,8 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from . import __version__
 from .errors import DfnbError, ExportError
@@ -91,7 +89,7 @@ def _file_is_marked(p: Path) -> bool:
             return str(_json_object(p).get("written_by", "")).startswith(MARKER)
         with open(p, "rb") as f:
             head = f.read(8192)
-    except Exception:  # unreadable, not audio, ...: not provably dfnb's
+    except Exception:  # noqa: BLE001 -- unreadable, not audio, ...: not provably dfnb's
         return False
     if suffix == ".png":
         return b"\x00" + MARKER.encode() in head  # tEXt chunk: keyword NUL text
@@ -147,8 +145,6 @@ def check_target(target: Path | str, *, folder: bool, replace: bool, kinds: tupl
     writable folder; ``/``, the home and working folders and their ancestors, symbolic links and the
     ``sources`` (or folders holding them) are refused. ``force_hint`` / ``what`` word the advice. Temporaries
     of dead runs beside the target are removed (:func:`cleanup_stale`).
-
-    Notebook: 02_stateful_export
     """
     p = Path(target).expanduser()
     noun, other = ("folder", "file") if folder else ("file", "folder")
@@ -165,11 +161,13 @@ def check_target(target: Path | str, *, folder: bool, replace: bool, kinds: tupl
     if p.exists():
         if p.is_dir() != folder:
             shown = "not a regular file" if not folder else f"a {other}, not a {noun}"
-            raise error(f"{p} exists and is {shown}; dfnb never replaces a {other} with a {noun}: choose another {what}.")
+            raise error(f"{p} exists and is {shown}; dfnb never replaces a {other} with a {noun}: "
+                        f"choose another {what}.")
         kind = owner_of(p)
         owned = kind is not None and (not folder or kind in kinds)
         if not replace:
-            tail = "" if owned else f" (it was not written by dfnb, so {force_hint.split(' ')[0]} would not replace it either)"
+            flag = force_hint.split(" ")[0]
+            tail = "" if owned else f" (it was not written by dfnb, so {flag} would not replace it either)"
             raise error(f"{p} already exists; pass {force_hint} to replace it, or choose another {what}{tail}.")
         if not owned and kind is not None:
             raise error(f"{p} holds a dfnb {kind} folder, and only {' or '.join(kinds)} folders are replaced "
@@ -202,7 +200,7 @@ def _probe_writable(parent: Path, error: type[DfnbError], what: str) -> None:
 
 
 def prepare_folder(folder: Path | str, *, error: type[DfnbError] = ExportError, what: str = "--out") -> Path:
-    """Make sure ``folder`` is a writable folder that dfnb may put files into (made if missing). Notebook: 00_tour"""
+    """Make sure ``folder`` is a writable folder that dfnb may put files into (made if missing)."""
     p = Path(folder).expanduser()
     if p.exists() and not p.is_dir():
         raise error(f"{p} is a file, not a folder; choose another {what} folder.")
@@ -248,13 +246,12 @@ def cleanup_stale(parent: Path | str, name: str) -> None:
 
     A temporary is removed only if it is an empty folder of no live run, or its run is dead and it is a file,
     holds a ``.pid`` file or is a dfnb folder; a live run's temporaries and anything unrecognised stay.
-
-    Notebook: 02_stateful_export
     """
     parent, target = Path(parent), Path(parent) / name
     for p in sorted(parent.glob(f".{name}.tmp-*")):
         state, kind = _run_state(p), owner_of(p)
-        if (kind == "empty" and state != "live") or (state == "dead" and (p.is_file() or (p / ".pid").is_file() or kind)):
+        dead_run = state == "dead" and (p.is_file() or (p / ".pid").is_file() or kind)
+        if (kind == "empty" and state != "live") or dead_run:
             _remove(p)
     for p in sorted(parent.glob(f".{name}.old-*")):
         if _run_state(p) == "live":
@@ -347,7 +344,8 @@ def _building(target: Path | str, folder: bool, **opts) -> Iterator[Path]:
     try:
         os.mkdir(tmp, mode) if folder else os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
     except OSError as e:
-        raise opts["error"](f"cannot write in {target.parent} ({e.strerror}); choose a writable {opts['what']} folder.") from None
+        raise opts["error"](f"cannot write in {target.parent} ({e.strerror}); choose a writable {opts['what']} "
+                            "folder.") from None
     try:
         if folder:
             (tmp / ".pid").write_text(str(os.getpid()))
@@ -362,7 +360,8 @@ def _building(target: Path | str, folder: bool, **opts) -> Iterator[Path]:
 
 def building_folder(target: Path | str, *, replace: bool = False, kinds: tuple = FOLDER_KINDS,
                     sources: Iterable = (), error: type[DfnbError] = ExportError,
-                    force_hint: str = "--force (force=True)", what: str = "--out") -> contextlib.AbstractContextManager[Path]:
+                    force_hint: str = "--force (force=True)",
+                    what: str = "--out") -> contextlib.AbstractContextManager[Path]:
     """A context manager: a fresh temporary folder beside ``target``, put in place when the block succeeds.
 
     Checks ``target`` first (:func:`check_target`, which also removes temporaries of dead runs); the
@@ -373,8 +372,6 @@ def building_folder(target: Path | str, *, replace: bool = False, kinds: tuple =
     --------
     >>> with building_folder("models/dfn3_full", replace=False) as tmp:  # doctest: +SKIP
     ...     (tmp / "config.ini").write_text(text)
-
-    Notebook: 02_stateful_export
     """
     return _building(target, True, replace=replace, kinds=kinds, sources=sources, error=error,
                      force_hint=force_hint, what=what)
@@ -392,8 +389,6 @@ def building_file(target: Path | str, *, replace: bool = False, sources: Iterabl
     --------
     >>> with building_file("out/fidelity.json", replace=True) as tmp:  # doctest: +SKIP
     ...     tmp.write_text(json.dumps({"written_by": marker_text(), "rows": rows}))
-
-    Notebook: 00_tour
     """
     return _building(target, False, replace=replace, kinds=("file",), sources=sources, error=error,
                      force_hint=force_hint, what=what)

@@ -1,9 +1,11 @@
-"""Figure helpers for comparing outputs: spectrograms on one dB scale, error vs time, LSNR, GRU states, latency.
+"""Figure helpers for comparing outputs: spectrograms on one dB scale, error vs time and chunk size, latency.
 
 House rules: every helper takes ``ax=None`` (it makes its own figure when None) and returns the Figure;
 panels that are compared share one dB scale (``vmin``/``vmax`` or ``dynamic_range``, see
-``shared_db_limits``); titles carry the key parameters (hop, chunk size, SNR, budget...).
-matplotlib is imported only when a helper runs; if no backend was chosen by then, Agg is used.
+``shared_db_limits``); titles carry the key parameters (hop, chunk size, SNR, budget...); ``title`` is put
+before them. Signals are mono 1-D arrays at ``sr`` (48 kHz by default). matplotlib is imported only when a
+helper runs; if no backend was chosen by then, Agg is used. Figures of the model's states (LSNR, GRU hidden
+states) are in :mod:`dfnb.state_plot`, built on :func:`figure_axes` and :func:`titled`.
 
 Notebook: 03_compare_outputs
 """
@@ -13,13 +15,14 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import AudioError, DfnbError, ExportError, StateError
-from .metrics import SNR_CAP_DB, _as_signal, error_per_hop, snr_of_difference
+from .errors import AudioError, DfnbError, ExportError
+from .metrics import SNR_CAP_DB, as_signal, error_per_hop, snr_of_difference
 from .placement import marker_text
 
 if TYPE_CHECKING:
@@ -27,8 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DB_FLOOR", "spectrogram_db", "shared_db_limits", "plot_spectrogram", "plot_spectrograms",
-    "plot_difference_spectrogram", "plot_error_vs_time", "plot_lsnr", "plot_hidden_heatmap", "plot_state_norm",
-    "plot_pca_path", "plot_error_vs_chunk", "plot_latency", "save_figure",
+    "plot_difference_spectrogram", "plot_error_vs_time", "plot_error_vs_chunk", "plot_latency", "save_figure",
+    "figure_axes", "titled",
 ]
 
 #: Lowest value spectrograms take, in dB (power re. a full-scale sine).
@@ -50,14 +53,16 @@ def _pyplot():
     return plt
 
 
-def _fig_ax(ax, figsize=(8.0, 3.5)):
+def figure_axes(ax, figsize=(8.0, 3.5)):
+    """``(figure, axes)``: those of ``ax``, or a new constrained-layout figure of ``figsize`` when ``ax`` is None."""
     if ax is not None:
         return ax.figure, ax
     fig, ax = _pyplot().subplots(figsize=figsize, layout="constrained")
     return fig, ax
 
 
-def _title(title: str, detail: str) -> str:
+def titled(title: str, detail: str) -> str:
+    """``"title — detail"`` (either alone when the other is empty): a caller's title before the key parameters."""
     return f"{title} — {detail}" if title and detail else (title or detail)
 
 
@@ -71,7 +76,7 @@ def spectrogram_db(x, sr: int = 48000, n_fft: int = 960, hop: int = 480) -> np.n
     0 dB is a full-scale sine; values are floored at -120 dB. ``sr`` is accepted for symmetry with the
     plot helpers (the numbers do not depend on it).
     """
-    a = _as_signal(x, "signal")
+    a = as_signal(x, "signal")
     if n_fft <= 0 or hop <= 0:
         raise AudioError(f"n_fft and hop must be positive, got n_fft={n_fft}, hop={hop}")
     padded = np.pad(a, (n_fft // 2, n_fft - n_fft // 2))  # len + n_fft samples → T = 1 + len//hop frames
@@ -109,15 +114,33 @@ def _image(ax, spec_db, sr, hop, vmin, vmax, cmap=_SPEC_CMAP):
 
 def plot_spectrogram(x, sr: int = 48000, *, ax=None, title: str = "", vmin=None, vmax=None, n_fft: int = 960,
                      hop: int = 480, colorbar: bool = True) -> Figure:
-    """One spectrogram; give ``vmin``/``vmax`` (e.g. from ``shared_db_limits``) to compare with other panels."""
+    """One spectrogram; give ``vmin``/``vmax`` (e.g. from ``shared_db_limits``) to compare with other panels.
+
+    Parameters
+    ----------
+    x : array_like
+        Mono samples at ``sr``.
+    ax, title, vmin, vmax
+        Axes (None: a new figure), title, colour limits in dB (None: the max and 80 dB below).
+    n_fft, hop, colorbar
+        STFT size and hop of the picture, and whether to draw a colorbar.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_spectrogram(noisy, 48000, title="noisy")  # doctest: +SKIP
+    """
     spec = spectrogram_db(x, sr, n_fft, hop)
     if vmin is None or vmax is None:
         lo, hi = shared_db_limits(spec)
         vmin = lo if vmin is None else vmin
         vmax = hi if vmax is None else vmax
-    fig, ax = _fig_ax(ax)
+    fig, ax = figure_axes(ax)
     im = _image(ax, spec, sr, hop, vmin, vmax)
-    ax.set_title(_title(title, f"n_fft {n_fft}, hop {hop}"))
+    ax.set_title(titled(title, f"n_fft {n_fft}, hop {hop}"))
     if colorbar:
         fig.colorbar(im, ax=ax, label="power (dB)")
     return fig
@@ -125,7 +148,25 @@ def plot_spectrogram(x, sr: int = 48000, *, ax=None, title: str = "", vmin=None,
 
 def plot_spectrograms(signals: Mapping[str, np.ndarray], sr: int = 48000, *, title: str = "",
                       dynamic_range: float = 80, ncols: int = 1, axes=None) -> Figure:
-    """One panel per signal (titled by its key), all on one dB scale with one shared colorbar."""
+    """One panel per signal (titled by its key), all on one dB scale with one shared colorbar.
+
+    Parameters
+    ----------
+    signals : mapping of str to array
+        Mono signals at ``sr``, one panel each, in order.
+    title, dynamic_range
+        Figure title; the shared scale spans the loudest bin down ``dynamic_range`` dB.
+    ncols, axes
+        Grid columns of a new figure, or existing axes (one per signal) to draw on.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_spectrograms({"noisy": noisy, "enhanced": enhanced, "clean": clean})  # doctest: +SKIP
+    """
     if not signals:
         raise AudioError("plot_spectrograms needs at least one signal: pass {name: samples}")
     names = list(signals)
@@ -158,18 +199,34 @@ def plot_spectrograms(signals: Mapping[str, np.ndarray], sr: int = 48000, *, tit
             ax.set_ylabel("")
             ax.tick_params(labelleft=False)
     fig.colorbar(im, ax=axes_list, label="power (dB)")
-    fig.suptitle(_title(title, f"shared scale {vmin:.0f}…{vmax:.0f} dB, hop {_HOP}"))
+    fig.suptitle(titled(title, f"shared scale {vmin:.0f}…{vmax:.0f} dB, hop {_HOP}"))
     return fig
 
 
 def plot_difference_spectrogram(reference, test, sr: int = 48000, *, ax=None, title: str = "", vmin: float = -120,
                                 vmax: float = 0) -> Figure:
-    """Spectrogram of ``reference - test`` on a fixed dB scale; the title gives the SNR of the difference."""
+    """Spectrogram of ``reference - test`` on a fixed dB scale; the title gives the SNR of the difference.
+
+    Parameters
+    ----------
+    reference, test : array_like
+        Two time-aligned outputs of the same length (e.g. offline and a host's).
+    ax, title, vmin, vmax
+        Axes (None: a new figure), title, colour limits in dB.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_difference_spectrogram(offline, naive_host, title="chunk 7")  # doctest: +SKIP
+    """
     snr = snr_of_difference(reference, test)
-    diff = _as_signal(reference, "reference") - _as_signal(test, "test")
-    fig, ax = _fig_ax(ax)
+    diff = as_signal(reference, "reference") - as_signal(test, "test")
+    fig, ax = figure_axes(ax)
     im = _image(ax, spectrogram_db(diff, sr), sr, _HOP, vmin, vmax)
-    ax.set_title(_title(title, f"difference, SNR {_fmt_db(snr)} dB"))
+    ax.set_title(titled(title, f"difference, SNR {_fmt_db(snr)} dB"))
     fig.colorbar(im, ax=ax, label="power of difference (dB)")
     return fig
 
@@ -178,16 +235,34 @@ def plot_error_vs_time(reference, tests: Mapping[str, np.ndarray], sr: int = 480
                        chunk_hops: int | None = None, ax=None, title: str = "") -> Figure:
     """Per-hop SNR of the difference of each test against ``reference`` (identical hops drawn at 200 dB).
 
-    With ``chunk_hops``, a dotted vertical line marks each chunk boundary inside the clip.
+    Parameters
+    ----------
+    reference : array_like
+        The reference output (offline PyTorch).
+    tests : mapping of str to array
+        Outputs aligned with ``reference``, one curve each.
+    hop, chunk_hops
+        Samples per hop; with ``chunk_hops``, a dotted vertical line marks each chunk boundary in the clip.
+    ax, title
+        Axes (None: a new figure) and title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_error_vs_time(offline, {"naive host": y_naive, "exact": y_full}, chunk_hops=7)  # doctest: +SKIP
+
     Notebook: 03_compare_outputs
     """
     if not tests:
         raise AudioError("plot_error_vs_time needs at least one test signal: pass {name: samples}")
     if chunk_hops is not None and chunk_hops <= 0:
         raise DfnbError(f"chunk_hops must be a positive number of hops, got {chunk_hops}")
-    ref = _as_signal(reference, "reference")
+    ref = as_signal(reference, "reference")
     curves = {name: error_per_hop(ref, test, hop) for name, test in tests.items()}  # validates before drawing
-    fig, ax = _fig_ax(ax)
+    fig, ax = figure_axes(ax)
     n_hops = -(-ref.size // hop)
     t = (np.arange(n_hops) + 0.5) * hop / sr
     for name, curve in curves.items():
@@ -198,7 +273,7 @@ def plot_error_vs_time(reference, tests: Mapping[str, np.ndarray], sr: int = 480
             ax.axvline(b * hop / sr, color="0.5", ls=":", lw=0.8, gid="chunk-boundary",
                        label=f"chunk boundary (every {chunk_hops} hops)" if k == 0 else None)
         detail += f", chunk {chunk_hops} hops ({1000 * chunk_hops * hop / sr:g} ms)"
-    ax.set_title(_title(title, detail))
+    ax.set_title(titled(title, detail))
     ax.set_xlabel("time (s)")
     ax.set_ylabel("SNR of difference (dB)")
     ax.set_xlim(0, ref.size / sr)
@@ -208,109 +283,33 @@ def plot_error_vs_time(reference, tests: Mapping[str, np.ndarray], sr: int = 480
     return fig
 
 
-def _time_lines(ax, traces: Mapping[str, np.ndarray], hop_s: float, ylabel: str):
-    for name, y in traces.items():
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        ax.plot(np.arange(y.size) * hop_s, y, label=name, lw=1.2)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel(ylabel)
-    if traces:
-        ax.legend(loc="best", fontsize="small")
-    ax.grid(alpha=0.3)
-
-
-def plot_lsnr(lsnrs: Mapping[str, np.ndarray], hop_s: float = 0.01, *, ax=None, title: str = "") -> Figure:
-    """LSNR traces (the model's local SNR estimate, one value per hop) against time."""
-    fig, ax = _fig_ax(ax)
-    _time_lines(ax, lsnrs, hop_s, "LSNR (dB)")
-    ax.set_title(_title(title, f"LSNR, hop {1000 * hop_s:g} ms"))
-    return fig
-
-
-def _states(h, name: str = "h") -> np.ndarray:
-    a = np.asarray(h, dtype=np.float64)
-    if a.ndim != 2 or 0 in a.shape:
-        raise StateError(f"{name} must be a non-empty [T, H] array (hops × hidden units), got shape {a.shape}")
-    return a
-
-
-def plot_hidden_heatmap(h: np.ndarray, hop_s: float = 0.01, *, ax=None, title: str = "", vmin: float = -1,
-                        vmax: float = 1) -> Figure:
-    """GRU hidden state ``[T, H]`` as an image: time across, hidden unit up, diverging colours in [vmin, vmax]."""
-    a = _states(h)
-    fig, ax = _fig_ax(ax)
-    extent = (0.0, a.shape[0] * hop_s, -0.5, a.shape[1] - 0.5)
-    im = ax.imshow(a.T, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r", vmin=vmin, vmax=vmax,
-                   interpolation="nearest")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("hidden unit")
-    ax.set_title(_title(title, f"H={a.shape[1]}, T={a.shape[0]} hops"))
-    fig.colorbar(im, ax=ax, label="activation")
-    return fig
-
-
-def plot_state_norm(states: Mapping[str, np.ndarray], hop_s: float = 0.01, *, ax=None, title: str = "") -> Figure:
-    """L2 norm of each hidden-state trace ``[T, H]`` over time."""
-    norms = {k: np.linalg.norm(_states(v, k), axis=1) for k, v in states.items()}
-    fig, ax = _fig_ax(ax)
-    _time_lines(ax, norms, hop_s, "‖h‖₂")
-    ax.set_title(_title(title, "hidden-state L2 norm"))
-    return fig
-
-
-def _pca_2d(states: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Project every ``[T, H]`` trace onto the top two principal axes of their concatenation.
-
-    Signs are fixed so that each axis's largest loading is positive. Returns the projections and the
-    explained-variance ratio of the two axes.
-    """
-    arrays = {k: _states(v, k) for k, v in states.items()}
-    widths = {a.shape[1] for a in arrays.values()}
-    if len(widths) != 1:
-        raise StateError(f"all state traces must have the same hidden size H for a shared PCA, got {sorted(widths)}")
-    stacked = np.concatenate(list(arrays.values()))
-    mean = stacked.mean(axis=0)
-    _, s, vt = np.linalg.svd(stacked - mean, full_matrices=False)
-    comps = np.zeros((2, stacked.shape[1]))
-    k = min(2, vt.shape[0])
-    comps[:k] = vt[:k]
-    for i in range(k):
-        if comps[i, np.argmax(np.abs(comps[i]))] < 0:
-            comps[i] = -comps[i]
-    var = s**2
-    ratio = np.zeros(2)
-    if var.sum() > 0:
-        ratio[:k] = var[:k] / var.sum()
-    return {name: (a - mean) @ comps.T for name, a in arrays.items()}, ratio
-
-
-def plot_pca_path(states: Mapping[str, np.ndarray], *, ax=None, title: str = "") -> Figure:
-    """Paths of several hidden-state traces in one 2-D PCA plane (fitted on all of them); o = start, ■ = end."""
-    if not states:
-        raise StateError("plot_pca_path needs at least one [T, H] state trace: pass {name: states}")
-    paths, ratio = _pca_2d(states)
-    fig, ax = _fig_ax(ax, figsize=(5.5, 5.0))
-    for name, p in paths.items():
-        (line,) = ax.plot(p[:, 0], p[:, 1], lw=1.0, label=name, gid=f"pca-path:{name}")
-        ax.plot(p[0, 0], p[0, 1], "o", color=line.get_color(), ms=7, mfc="none")
-        ax.plot(p[-1, 0], p[-1, 1], "s", color=line.get_color(), ms=6)
-    ax.set_xlabel(f"PC1 ({100 * ratio[0]:.1f}% var)")
-    ax.set_ylabel(f"PC2 ({100 * ratio[1]:.1f}% var)")
-    ax.set_title(_title(title, "PCA of hidden states (o start, ■ end)"))
-    ax.legend(loc="best", fontsize="small")
-    ax.grid(alpha=0.3)
-    return fig
-
-
 def plot_error_vs_chunk(chunks: Sequence[int], snrs: Mapping[str, Sequence[float]], *, ax=None,
                         title: str = "") -> Figure:
-    """SNR of the difference against chunk size, one line per variant; exact (+inf) points drawn at 200 dB."""
+    """SNR of the difference against chunk size, one line per variant; exact (+inf) points drawn at 200 dB.
+
+    Parameters
+    ----------
+    chunks : sequence of int
+        Chunk sizes in hops (log-2 axis).
+    snrs : mapping of str to sequence of float
+        One SNR per chunk size for each variant.
+    ax, title
+        Axes (None: a new figure) and title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_error_vs_chunk([1, 7, 20], {"h0": snr_h0, "full": snr_full})  # doctest: +SKIP
+    """
     x = np.asarray(chunks, dtype=np.float64)
     ys = {name: np.asarray(y, dtype=np.float64) for name, y in snrs.items()}
     for name, y in ys.items():
         if y.shape != x.shape:
             raise DfnbError(f"{name!r} has {y.size} SNRs for {x.size} chunk sizes: give one SNR per chunk size")
-    fig, ax = _fig_ax(ax, figsize=(6.0, 4.0))
+    fig, ax = figure_axes(ax, figsize=(6.0, 4.0))
     for name, y in ys.items():
         ax.plot(x, np.minimum(y, SNR_CAP_DB), "o-", label=name)
     if x.size and np.all(x > 0):
@@ -320,7 +319,7 @@ def plot_error_vs_chunk(chunks: Sequence[int], snrs: Mapping[str, Sequence[float
     ax.axhline(SNR_CAP_DB, color="0.8", lw=0.6, zorder=0)
     ax.set_xlabel("chunk size (hops)")
     ax.set_ylabel("SNR of difference (dB)")
-    ax.set_title(_title(title, f"error vs chunk size (exact drawn at {SNR_CAP_DB:g} dB)"))
+    ax.set_title(titled(title, f"error vs chunk size (exact drawn at {SNR_CAP_DB:g} dB)"))
     if snrs:
         ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
@@ -329,7 +328,23 @@ def plot_error_vs_chunk(chunks: Sequence[int], snrs: Mapping[str, Sequence[float
 
 def plot_latency(latencies_us: Mapping[str, np.ndarray], *, budget_us: float = 10000, ax=None,
                  title: str = "") -> Figure:
-    """Per-hop latency distributions (box: quartiles, whiskers 1–99th percentile) on a log axis, budget line."""
+    """Per-hop latency distributions (box: quartiles, whiskers 1–99th percentile) on a log axis, budget line.
+
+    Parameters
+    ----------
+    latencies_us : mapping of str to array
+        Positive per-hop latencies in microseconds, one box each.
+    budget_us, ax, title
+        The realtime budget drawn as a line (one hop = 10 ms), axes (None: a new figure), title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_latency({"fast step host": us_fast, "Host full": us_full})  # doctest: +SKIP
+    """
     if not latencies_us:
         raise DfnbError("plot_latency needs at least one latency series: pass {name: microseconds}")
     data = []
@@ -338,7 +353,7 @@ def plot_latency(latencies_us: Mapping[str, np.ndarray], *, budget_us: float = 1
         if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
             raise DfnbError(f"latencies of {name!r} must be positive finite microseconds (got {a.size} values)")
         data.append(a)
-    fig, ax = _fig_ax(ax, figsize=(max(4.0, 1.4 * len(data) + 2), 4.0))
+    fig, ax = figure_axes(ax, figsize=(max(4.0, 1.4 * len(data) + 2), 4.0))
     ax.boxplot(data, whis=(1, 99), showfliers=True, flierprops={"markersize": 2, "alpha": 0.4})
     names = list(latencies_us)
     ax.set_xticks(range(1, len(names) + 1), names, rotation=20 if len(names) > 3 else 0)
@@ -348,7 +363,7 @@ def plot_latency(latencies_us: Mapping[str, np.ndarray], *, budget_us: float = 1
         ax.annotate(f"p50 {np.median(a):.0f} µs\np99 {np.percentile(a, 99):.0f} µs", (i + 0.3, np.median(a)),
                     fontsize="x-small", va="center")
     ax.set_ylabel("latency per hop (µs)")
-    ax.set_title(_title(title, f"budget {budget_us / 1000:g} ms"))
+    ax.set_title(titled(title, f"budget {budget_us / 1000:g} ms"))
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3, axis="y", which="both")
     return fig
@@ -357,7 +372,14 @@ def plot_latency(latencies_us: Mapping[str, np.ndarray], *, budget_us: float = 1
 def save_figure(fig, path) -> Path:
     """Write ``fig`` as PNG (dpi 120) to ``path`` (suffix forced to .png), creating the parent directory.
 
-    The PNG carries dfnb's tag (a ``Comment`` text chunk), so dfnb may replace it later (:mod:`dfnb.placement`)."""
+    The PNG carries dfnb's tag (a ``Comment`` text chunk), so dfnb may replace it later (:mod:`dfnb.placement`).
+    Returns the path written; raises :class:`~dfnb.errors.ExportError` when it cannot be written.
+
+    Examples
+    --------
+    >>> save_figure(plot_spectrograms({"noisy": noisy}), "out/noisy")  # doctest: +SKIP
+    PosixPath('out/noisy.png')
+    """
     p = Path(path)
     if p.suffix.lower() != ".png":
         p = p.with_suffix(".png")

@@ -9,8 +9,6 @@ notebooks are never modified: they stay output-free.
 
 A failing cell stops that notebook; its partial HTML is still written (the traceback is in it), the others
 still run, and the command exits with status 1 naming every notebook that failed, the cell and the error.
-
-Notebook: 00_tour (and all the others: this renders them)
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["NOTEBOOKS_DIR", "find_notebooks", "pick_kernel", "run_notebook", "main"]
+__all__ = ["NOTEBOOKS_DIR", "find_notebooks", "pick_kernel", "full_mode_env", "run_notebook", "main"]
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 PREFERRED_KERNEL = "dfnb"
@@ -45,7 +43,8 @@ def pick_kernel(preferred: str = PREFERRED_KERNEL) -> str:
     return preferred if preferred in specs else FALLBACK_KERNEL
 
 
-def _full_mode_env() -> dict:
+def full_mode_env() -> dict:
+    """The environment notebooks run in for a report: this process's, without ``DFNB_FAST``."""
     env = dict(os.environ)
     env.pop("DFNB_FAST", None)
     return env
@@ -64,10 +63,10 @@ def run_notebook(path: Path, out_dir: Path, *, kernel: str, timeout: int = 3600)
     error = None
     t0 = time.perf_counter()
     try:
-        client.execute(env=_full_mode_env())
+        client.execute(env=full_mode_env())
     except CellExecutionError as e:
         error = _describe_failure(nb, e)
-    except Exception as e:  # kernel died, timeout, missing kernel: still say which notebook
+    except Exception as e:  # noqa: BLE001 -- kernel died, timeout, missing kernel: still say which notebook
         error = f"{type(e).__name__}: {e}"
     seconds = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import threading
 from array import array
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 

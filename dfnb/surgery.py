@@ -7,8 +7,6 @@ shaped one. Nothing here runs a stream; :mod:`dfnb.hosts` does.
 * :func:`pack_states` — a ``step`` folder whose graph takes all states as one flat tensor (verified bit-exact
   against the original).
 * :func:`graph_io_entries` — the inputs/outputs of a graph as manifest.json lists them (readable dim names).
-
-Notebook: 05_realtime
 """
 
 from __future__ import annotations
@@ -127,9 +125,9 @@ def _einsum_to_matmul(model) -> int:
         eq = next((a.s for a in n.attribute if a.name == "equation"), b"") if n.op_type == "Einsum" else b""
         if (eq.replace(b" ", b"") == b"btgi,gih->btgh" and n.input[1] in inits
                 and shapes.get(n.input[0], [0])[:2] == [1, 1]):
-            G, I, H = inits[n.input[1]]
+            G, Ci, H = inits[n.input[1]]  # groups, inputs and outputs per group
             s1, s2 = f"_fp_em_s1_{k}", f"_fp_em_s2_{k}"
-            g.initializer.extend([numpy_helper.from_array(np.array([G, 1, I], np.int64), s1),
+            g.initializer.extend([numpy_helper.from_array(np.array([G, 1, Ci], np.int64), s1),
                                   numpy_helper.from_array(np.array([1, 1, G, H], np.int64), s2)])
             new_nodes += [helper.make_node("Reshape", [n.input[0], s1], [f"_fp_em_x_{k}"], name=f"_fp_em_r1_{k}"),
                           helper.make_node("MatMul", [f"_fp_em_x_{k}", n.input[1]], [f"_fp_em_y_{k}"],
@@ -168,8 +166,6 @@ def lean_step_model(step_onnx: Path | str, *, ungate: bool = True, einsum: bool 
     """The lean version of a ``step.onnx`` (an ``onnx.ModelProto``) and a report of what was changed.
 
     ``gains=True`` also exposes the ERB mask gains per bin as output ``erb_gains`` (see :mod:`dfnb.hosts.official`).
-
-    Notebook: 02_stateful_export
     """
     import onnx
 
@@ -197,8 +193,6 @@ def pack_states(step_folder: Path | str, out_folder: Path | str, *, force: bool 
     ``"packed_layout"``. Verified against the original graph for ``verify_hops`` hops of random input
     (max abs difference must be 0: the wrapped graph is the same graph). :class:`dfnb.hosts.fast.FastStepHost` and
     :class:`dfnb.hosts.onnx.Host` run the packed folder like any step folder (one state).
-
-    Notebook: 02_stateful_export
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper

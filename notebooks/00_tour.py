@@ -42,10 +42,10 @@ SPEECH_THRESHOLD_DB = -30.0  # a hop is "speech" when the clean hop is within 30
 import numpy as np
 from IPython.display import Audio, display
 
-from dfnb import clips, metrics, plot
+from dfnb import clips, metrics, plot, state_plot
+from dfnb.layout import delay_frames, delay_samples
 from dfnb.models import KNOWN_SHA256, RELEASE_TARBALLS, load_model
 from dfnb.offline import enhance_offline
-from dfnb.layout import delay_frames, delay_samples
 
 # %% [markdown]
 # ## 1 · The model in numbers
@@ -182,7 +182,7 @@ active = metrics.speech_active_hops(clean, s.hop_size, threshold_db=SPEECH_THRES
 n = min(len(active), len(ref.lsnr))
 lsnr_speech = float(ref.lsnr[:n][active[:n]].mean())
 lsnr_pause = float(ref.lsnr[:n][~active[:n]].mean())
-fig = plot.plot_lsnr({"offline lsnr": ref.lsnr}, hop_s, title=f"{MODEL} on {CLIP}")
+fig = state_plot.plot_lsnr({"offline lsnr": ref.lsnr}, hop_s, title=f"{MODEL} on {CLIP}")
 ax = fig.axes[0]
 ax.fill_between(np.arange(n) * hop_s, s.lsnr_min, s.lsnr_max, where=active[:n], color="tab:green", alpha=0.15,
                 step="mid", label="speech (clean)")

@@ -123,7 +123,7 @@ fig = plot.plot_difference_spectrogram(reference, naive_onnx, sr,
 fig, (ax_all, ax_zoom) = plt.subplots(2, 1, figsize=(9, 6.5), layout="constrained")
 tests = {"naive host": naive_onnx, "carry every state": exact_torch}
 plot.plot_error_vs_time(reference, tests, sr, chunk_hops=CHUNK, ax=ax_all, title=f"{MODEL} on {CLIP}")
-plot.plot_error_vs_time(reference, tests, sr, chunk_hops=CHUNK, ax=ax_zoom, title=f"zoom on 0.5 s of speech")
+plot.plot_error_vs_time(reference, tests, sr, chunk_hops=CHUNK, ax=ax_zoom, title="zoom on 0.5 s of speech")
 ax_zoom.set_xlim(1.0, 1.5)
 
 # %% [markdown]
@@ -187,13 +187,15 @@ k = CHUNKS.index(CHUNK)
 at_chunk = {name: v[k] for name, v in snrs.items()}
 rows = [{"state dropped at each boundary": name.removeprefix("drop "), f"SNR of diff (dB), chunk {CHUNK}": v}
         for name, v in sorted(at_chunk.items(), key=lambda kv: kv[1])]
-rows.append({"state dropped at each boundary": "(none: carry everything)", f"SNR of diff (dB), chunk {CHUNK}": snr_exact})
+rows.append({"state dropped at each boundary": "(none: carry everything)",
+             f"SNR of diff (dB), chunk {CHUNK}": snr_exact})
 print(metrics.metrics_table(rows, floatfmt=".1f"))
 
 single = {name: v for name, v in at_chunk.items() if name.startswith("drop ")}
 worst_single = min(single, key=single.get)
 print(f"\nevery single group costs error: max {max(single.values()):.1f} dB < {EXACT_DB} dB")
-print(f"naive {at_chunk['naive (nothing carried)']:.1f} dB < worst single cause ({worst_single}) {single[worst_single]:.1f} dB")
+print(f"naive {at_chunk['naive (nothing carried)']:.1f} dB < worst single cause ({worst_single}) "
+      f"{single[worst_single]:.1f} dB")
 assert all(v < EXACT_DB for v in single.values())
 assert at_chunk["naive (nothing carried)"] < min(single.values())
 
@@ -201,7 +203,8 @@ assert at_chunk["naive (nothing carried)"] < min(single.values())
 names = [r["state dropped at each boundary"] for r in rows]
 values = np.minimum([r[f"SNR of diff (dB), chunk {CHUNK}"] for r in rows], metrics.SNR_CAP_DB)
 fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
-colors = ["tab:red" if nm.startswith("naive") else "tab:green" if nm.startswith("(none") else "tab:blue" for nm in names]
+colors = ["tab:red" if nm.startswith("naive") else "tab:green" if nm.startswith("(none") else "tab:blue"
+          for nm in names]
 ax.barh(names, values, color=colors)
 for i, v in enumerate(values):
     ax.text(v + 1, i, f"{v:.1f}", va="center", fontsize="small")

@@ -59,7 +59,8 @@ from dfnb.runtime import enhance
 torch.set_num_threads(1)  # exports and the reference are small; one thread avoids contention on a busy machine
 # FAST mode exports into a temporary folder; full mode uses the repository's models/ folder, reusing an existing
 # export of the same weights and never overwriting anything there.
-EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb02_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
+EXPORT_ROOT = (Path(tempfile.mkdtemp(prefix="dfnb02_")) if FAST
+               else Path(dfnb.__file__).resolve().parent.parent / "models")
 
 
 # %% [markdown]
@@ -87,7 +88,8 @@ print(sorted(p.name for p in h0_dir.iterdir()))
 
 # %%
 info = inspect_folder(h0_dir)
-print(f"variant detected from the inputs: {info.variant}; not checkable from the graphs: {info.unverified or 'nothing'}")
+print(f"variant detected from the inputs: {info.variant}; "
+      f"not checkable from the graphs: {info.unverified or 'nothing'}")
 for f, io in info.io.items():
     print(f"\n{f}")
     for kind in ("inputs", "outputs"):
@@ -222,8 +224,9 @@ assert m.spec.conv_kernel_inp[0] > 1
 #   host better than a stateless one at short calls; at one-hop calls it is no better at all (on the clips we
 #   tried, slightly worse). The encoder GRU is one of five recurrent layers, and the convolutions' context is
 #   still zero-padded every call: in one-hop calls the encoder's input convolutions (time kernel printed
-#   below) see zero frames instead of the past ones, so the GRU's input is wrong on every hop. A correct `h0` fed by wrong inputs, into decoders whose GRUs restart
-#   from zero each hop, is not closer to the reference — just differently wrong.
+#   below) see zero frames instead of the past ones, so the GRU's input is wrong on every hop. A correct `h0` fed
+#   by wrong inputs, into decoders whose GRUs restart from zero each hop, is not closer to the reference — just
+#   differently wrong.
 # - **`gru`** (all GRU states) is clearly better at chunk 7 but still far from exact: the missing convolution
 #   context alone costs tens of dB (notebook 01 measured the `conv` group on its own).
 # - Only when *every* state is carried (`full`) does the chunked host equal the full-sequence model.

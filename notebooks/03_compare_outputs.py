@@ -46,9 +46,8 @@ import torch
 from IPython.display import Audio, display
 
 import dfnb
-from dfnb import clips, metrics, plot
+from dfnb import clips, metrics, plot, state_plot
 from dfnb.export import ensure_export
-from dfnb.folder import inspect_folder
 from dfnb.hosts.onnx import Host
 from dfnb.layout import STATE_GROUPS
 from dfnb.models import load_model
@@ -57,15 +56,16 @@ from dfnb.runtime import enhance
 from dfnb.streaming import Stream
 
 torch.set_num_threads(1)  # one hop at a time: a single thread is faster, and far faster on a busy machine
-EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb03_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
+EXPORT_ROOT = (Path(tempfile.mkdtemp(prefix="dfnb03_")) if FAST
+               else Path(dfnb.__file__).resolve().parent.parent / "models")
 
 
 # %% [markdown]
 # ## 1 · The outputs
 #
-# Each variant's export runs through the onnxruntime host (`enhance(Host(folder), ...)`) in calls of `CHUNK` hops. The host
-# always keeps the DSP state, the lookahead and the deep-filter buffer; the variants differ in which model states
-# their graphs carry (notebook 02). For reference we add the **naive** host of notebook 01: the stateless export
+# Each variant's export runs through the onnxruntime host (`enhance(Host(folder), ...)`) in calls of `CHUNK` hops.
+# The host always keeps the DSP state, the lookahead and the deep-filter buffer; the variants differ in which model
+# states their graphs carry (notebook 02). For reference we add the **naive** host of notebook 01: the stateless export
 # called as if every chunk were a separate file (`per_call_offline=True, reset_dsp=True`) — what a host that
 # knows nothing about streaming does, and the choppiest of all.
 
@@ -180,7 +180,7 @@ for v in NAMES:
 # %%
 lsnr = {"offline": ref.lsnr, **{v: streams[v].trace.lsnr for v in SHOWN}}
 over = float(np.max(lsnr["stateless"] - ref.lsnr))
-fig = plot.plot_lsnr(lsnr, hop / sr, title=f"{MODEL} on {CLIP}, chunk {CHUNK}")
+fig = state_plot.plot_lsnr(lsnr, hop / sr, title=f"{MODEL} on {CLIP}, chunk {CHUNK}")
 lsnr_err = {v: metrics.lsnr_error(ref.lsnr, lsnr[v]) for v in SHOWN}
 print("largest |lsnr - offline lsnr| (dB):", {v: round(e, 3) for v, e in lsnr_err.items()})
 print(f"stateless over-estimates the lsnr by up to {over:.1f} dB")
@@ -191,11 +191,11 @@ assert lsnr_err["h0"] == lsnr_err["gru"]
 # %% [markdown]
 # ### GRU hidden states
 #
-# `stream.trace.states[name]` holds, per hop, the hidden state of each GRU block (we plot the top layer). Heatmaps: time across,
-# hidden unit up, stateless (left) vs full (right) for each GRU. In the stateless host every chunk starts from a
-# zero state, so its states are cut into 70 ms segments with a seam at every chunk start — plainest in the ERB
-# decoder's GRU, whose units re-saturate from scratch in every chunk — while the full host's states evolve
-# continuously.
+# `stream.trace.states[name]` holds, per hop, the hidden state of each GRU block (we plot the top layer).
+# Heatmaps: time across, hidden unit up, stateless (left) vs full (right) for each GRU. In the stateless host every
+# chunk starts from a zero state, so its states are cut into 70 ms segments with a seam at every chunk start —
+# plainest in the ERB decoder's GRU, whose units re-saturate from scratch in every chunk — while the full host's
+# states evolve continuously.
 
 # %%
 gru_names = GRU_NAMES
@@ -203,7 +203,7 @@ traces = {v: {g: streams[v].trace.states[g][:, -1, 0] for g in gru_names} for v 
 fig, axes = plt.subplots(len(gru_names), 2, figsize=(13, 3.2 * len(gru_names)), sharex=True, layout="constrained")
 for row, g in zip(axes, gru_names):
     for ax, v in zip(row, ("stateless", "full")):
-        plot.plot_hidden_heatmap(traces[v][g], hop / sr, ax=ax, title=f"{g}, {v} (chunk {CHUNK})")
+        state_plot.plot_hidden_heatmap(traces[v][g], hop / sr, ax=ax, title=f"{g}, {v} (chunk {CHUNK})")
 fig.suptitle(f"{MODEL} on {CLIP}: GRU hidden states")
 
 # %% [markdown]
@@ -237,12 +237,12 @@ assert compared >= 1
 # %%
 fig, axes = plt.subplots(1, len(gru_names), figsize=(5 * len(gru_names), 3.6), layout="constrained")
 for ax, g in zip(np.ravel(axes), gru_names):
-    plot.plot_state_norm({v: traces[v][g] for v in ("stateless", "h0", "full")}, hop / sr, ax=ax, title=g)
+    state_plot.plot_state_norm({v: traces[v][g] for v in ("stateless", "h0", "full")}, hop / sr, ax=ax, title=g)
     ax.set_xlim(0, min(1.0, len(traces["full"][g]) * hop / sr))
 fig.suptitle(f"{MODEL} on {CLIP}: hidden-state norm, first second, chunk {CHUNK}")
 fig, axes = plt.subplots(1, len(gru_names), figsize=(5 * len(gru_names), 4.6), layout="constrained")
 for ax, g in zip(np.ravel(axes), gru_names):
-    plot.plot_pca_path({v: traces[v][g] for v in ("stateless", "full")}, ax=ax, title=g)
+    state_plot.plot_pca_path({v: traces[v][g] for v in ("stateless", "full")}, ax=ax, title=g)
 fig.suptitle(f"{MODEL} on {CLIP}: hidden-state paths in 2-D PCA, chunk {CHUNK}")
 
 # %%
@@ -251,7 +251,8 @@ def at_chunk_starts(states):
     norm = np.linalg.norm(states, axis=1)
     pos = (np.arange(len(norm)) + m.spec.conv_lookahead) % CHUNK  # the trace starts after the lookahead warm-up
     starts = (pos == 0) & (np.arange(len(norm)) > 0)
-    return float(norm[starts].mean() / norm[pos != 0].mean()), float(np.linalg.norm(states[starts] - states[0], axis=1).mean())
+    jump = float(norm[starts].mean() / norm[pos != 0].mean())
+    return jump, float(np.linalg.norm(states[starts] - states[0], axis=1).mean())
 
 
 stats = {(v, g): at_chunk_starts(traces[v][g]) for v in ("stateless", "full") for g in gru_names}

@@ -58,7 +58,8 @@ from dfnb.runtime import enhance
 from dfnb.streaming import Stream
 
 torch.set_num_threads(1)  # one hop at a time: a single thread is faster, and far faster on a busy machine
-EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb04_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
+EXPORT_ROOT = (Path(tempfile.mkdtemp(prefix="dfnb04_")) if FAST
+               else Path(dfnb.__file__).resolve().parent.parent / "models")
 
 
 # %% [markdown]
@@ -129,7 +130,8 @@ for _, ll in PAIRS:
         folder = ensure_export(m, v, EXPORT_ROOT)
         y = enhance(Host(folder), noisy0, chunk=CHUNK)
         ll_outputs[ll, v] = y
-        fidelity.append({"model": ll, "variant": v, f"SNR diff vs offline, chunk {CHUNK} (dB)": metrics.snr_of_difference(ref, y),
+        fidelity.append({"model": ll, "variant": v,
+                         f"SNR diff vs offline, chunk {CHUNK} (dB)": metrics.snr_of_difference(ref, y),
                          "host delay (ms)": 1000 * inspect_folder(folder).delay_samples / sr})
 print(f"on {CLIPS[0]}")
 print(metrics.metrics_table(fidelity, floatfmt=".1f"))
@@ -163,7 +165,8 @@ print(metrics.metrics_table(quality))
 assert all(r["SNR impr. (dB)"] > 0 and r["PESQ"] > r["noisy PESQ"] for r in quality)  # every model helps every clip
 
 # %%
-mean = {name: {k: float(np.mean([r[k] for r in quality if r["model"] == name])) for k in ("PESQ", "STOI", "SNR impr. (dB)")}
+mean = {name: {k: float(np.mean([r[k] for r in quality if r["model"] == name]))
+               for k in ("PESQ", "STOI", "SNR impr. (dB)")}
         for name in models}
 summary = []
 for low, ll in PAIRS:
@@ -204,8 +207,8 @@ fig.suptitle(f"quality vs delay, {len(CLIPS)} VoiceBank-DEMAND clip(s) (dots: cl
 # - Their stateful exports are exact (≥ 90 dB) under chunked streaming; their stateless exports diverge like
 #   DeepFilterNet3's — lookahead is only one of the six kinds of memory.
 # - Zero lookahead cuts the stream delay to the STFT overlap alone (10 ms, against 30 ms for DeepFilterNet3 and
-#   50 ms for DeepFilterNet2 — see the table); on these clips the average quality cost is small (under a quarter of a PESQ point;
-#   the numbers are above); per clip the differences are larger and go either way (the per-clip table).
+#   50 ms for DeepFilterNet2 — see the table); on these clips the average quality cost is small (under a quarter
+#   of a PESQ point; the numbers are above); per clip the differences are larger and go either way (the per-clip table).
 #
 # ## Where to go next
 #

@@ -53,7 +53,6 @@ import torch
 import dfnb
 from dfnb import clips, metrics, plot
 from dfnb.export import ensure_export
-from dfnb.folder import inspect_folder
 from dfnb.hosts.fast import FastStepHost
 from dfnb.hosts.onnx import Host
 from dfnb.models import load_model
@@ -61,7 +60,8 @@ from dfnb.offline import enhance_offline
 from dfnb.runtime import enhance
 
 torch.set_num_threads(1)  # the reference and exports only; the timed hosts are onnxruntime (THREADS)
-EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb05_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
+EXPORT_ROOT = (Path(tempfile.mkdtemp(prefix="dfnb05_")) if FAST
+               else Path(dfnb.__file__).resolve().parent.parent / "models")
 
 
 # %%
@@ -74,7 +74,8 @@ n_hops = len(noisy) // hop
 hop_us = 1e6 * hop / sr  # the realtime budget per hop: 10 ms
 folders = {v: ensure_export(m, v, EXPORT_ROOT) for v in VARIANTS}
 reference = enhance_offline(m, noisy, sr).audio
-print(f"{MODEL} on {CLIP}: {n_hops} hops ({n_hops * hop / sr:.2f} s) timed per run, budget {hop_us / 1000:.0f} ms per hop")
+print(f"{MODEL} on {CLIP}: {n_hops} hops ({n_hops * hop / sr:.2f} s) timed per run, "
+      f"budget {hop_us / 1000:.0f} ms per hop")
 
 # %% [markdown]
 # ## 1 · Compute time per hop

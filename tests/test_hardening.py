@@ -1,10 +1,11 @@
 """Hardening: bad audio, broken model folders, interrupted exports, long streams.
 
 Every path that takes audio -- ``enhance_offline`` and :func:`dfnb.runtime.enhance` with the PyTorch stream,
-the onnxruntime host on a ``full`` and a ``step`` folder and the fast step host -- must treat bad input the same way: a documented :class:`~dfnb.errors.DfnbError`, never a
-crash, and never a NaN that reaches the model. Short inputs (even 1 sample) are padded and processed: the
-output has the input's length. The exit codes and messages of the CLI are in tests/test_cli.py and
-docs/errors.md; the random-input search is tests/test_properties.py.
+the onnxruntime host on a ``full`` and a ``step`` folder and the fast step host -- must treat bad input the
+same way: a documented :class:`~dfnb.errors.DfnbError`, never a crash, and never a NaN that reaches the model.
+Short inputs (even 1 sample) are padded and processed: the output has the input's length. The exit codes and
+messages of the CLI are in tests/test_cli.py and docs/errors.md; the random-input search is
+tests/test_properties.py.
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def test_inf_in_a_running_pytorch_stream_is_refused_and_the_stream_goes_on(m3, r
     y0 = s.process(x[: 4 * HOP])
     bad = x[4 * HOP : 5 * HOP].copy()
     bad[3] = np.inf
-    with pytest.raises(AudioError, match=r"PyTorch stream: stream sample 1923 \(at 0\.040 s; sample 3 of this call\) is Inf"):
+    with pytest.raises(AudioError,
+                       match=r"PyTorch stream: stream sample 1923 \(at 0\.040 s; sample 3 of this call\) is Inf"):
         s.process(bad)
     assert np.array_equal(np.concatenate([y0, s.process(x[4 * HOP :])]), ref)
 
@@ -385,7 +387,8 @@ def _wait_midway(p: subprocess.Popen, out: Path, timeout: float = 180) -> Path:
     """The export's temp folder, once it holds its .pid and a finished enc.onnx."""
     t = time.monotonic()
     while time.monotonic() - t < timeout:
-        hit = [d for d in out.parent.glob(f".{out.name}.tmp-*") if (d / ".pid").is_file() and (d / "enc.onnx").is_file()]
+        hit = [d for d in out.parent.glob(f".{out.name}.tmp-*")
+               if (d / ".pid").is_file() and (d / "enc.onnx").is_file()]
         if hit:
             time.sleep(0.2)  # into the pause
             return hit[0]

@@ -86,4 +86,4 @@ def test_report_runs_every_notebook_in_full_mode(monkeypatch):
     assert [p.stem for p in report.find_notebooks()] == [p.stem for p in SOURCES]
     assert [p.stem for p in report.find_notebooks(only=["03"])] == ["03_compare_outputs"]
     monkeypatch.setenv("DFNB_FAST", "1")
-    assert "DFNB_FAST" not in report._full_mode_env()
+    assert "DFNB_FAST" not in report.full_mode_env()

@@ -1,4 +1,4 @@
-"""dfnb.plot: every helper returns a Figure, honours ax=, shares dB limits and renders to PNG."""
+"""dfnb.plot and dfnb.state_plot: every helper returns a Figure, honours ax=, shares dB limits and renders to PNG."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from dfnb import plot as P  # noqa: E402
+from dfnb import state_plot as S  # noqa: E402
 from dfnb.errors import AudioError, DfnbError, StateError  # noqa: E402
 from dfnb.metrics import snr_of_difference  # noqa: E402
 
@@ -39,7 +40,7 @@ def _png_ok(fig, tmp_path, name):
 
 def test_import_makes_no_figures():
     assert plt.get_fignums() == []
-    assert set(P.__all__) <= set(dir(P))
+    assert set(P.__all__) <= set(dir(P)) and set(S.__all__) <= set(dir(S))
 
 
 def test_spectrogram_db_shape_floor_and_scale():
@@ -134,33 +135,33 @@ def test_plot_error_vs_time_uses_ax(sig, tmp_path):
 
 def test_plot_lsnr_and_state_norm(tmp_path):
     lsnr = {"torch": np.linspace(-15, 35, 200), "onnx": np.linspace(-15, 30, 200)}
-    fig = P.plot_lsnr(lsnr, title="DeepFilterNet3")
+    fig = S.plot_lsnr(lsnr, title="DeepFilterNet3")
     ax = fig.axes[0]
     assert "DeepFilterNet3" in ax.get_title()
     assert ax.lines[0].get_xdata()[-1] == pytest.approx(1.99)
     _png_ok(fig, tmp_path, "lsnr.png")
     h = np.random.default_rng(1).uniform(-1, 1, (50, 16))
-    fig = P.plot_state_norm({"enc": h, "zeros": np.zeros((50, 16))}, title="enc GRU")
+    fig = S.plot_state_norm({"enc": h, "zeros": np.zeros((50, 16))}, title="enc GRU")
     ys = fig.axes[0].lines[0].get_ydata()
     assert np.allclose(ys, np.linalg.norm(h, axis=1))
     assert "enc GRU" in fig.axes[0].get_title()
     fig2, ax2 = plt.subplots()
-    assert P.plot_lsnr(lsnr, ax=ax2) is fig2 and P.plot_state_norm({"h": h}, ax=ax2) is fig2
+    assert S.plot_lsnr(lsnr, ax=ax2) is fig2 and S.plot_state_norm({"h": h}, ax=ax2) is fig2
 
 
 def test_plot_hidden_heatmap(tmp_path):
     h = np.random.default_rng(2).uniform(-1, 1, (120, 32))
-    fig = P.plot_hidden_heatmap(h, title="erb GRU layer 0")
+    fig = S.plot_hidden_heatmap(h, title="erb GRU layer 0")
     ax = fig.axes[0]
     assert ax.images[0].get_clim() == (-1, 1)
     assert ax.images[0].get_array().shape == (32, 120)
     assert "erb GRU layer 0" in ax.get_title()
     _png_ok(fig, tmp_path, "heat.png")
     fig2, ax2 = plt.subplots()
-    assert P.plot_hidden_heatmap(h, ax=ax2, vmin=-0.5, vmax=0.5) is fig2
+    assert S.plot_hidden_heatmap(h, ax=ax2, vmin=-0.5, vmax=0.5) is fig2
     assert ax2.images[0].get_clim() == (-0.5, 0.5)
     with pytest.raises(StateError, match="T, H"):
-        P.plot_hidden_heatmap(np.zeros(10))
+        S.plot_hidden_heatmap(np.zeros(10))
 
 
 def test_plot_pca_path_recovers_known_plane(tmp_path):
@@ -168,7 +169,7 @@ def test_plot_pca_path_recovers_known_plane(tmp_path):
     xy = np.stack([3 * np.cos(t), np.sin(t)], axis=1)          # centred, uncorrelated, var 4.5 vs 0.5
     q, _ = np.linalg.qr(np.random.default_rng(3).standard_normal((8, 8)))
     h = xy @ q[:, :2].T + 0.7                                    # embedded in 8-D with an offset
-    fig = P.plot_pca_path({"a": h[:200], "b": h[200:]}, title="stateless vs stateful")
+    fig = S.plot_pca_path({"a": h[:200], "b": h[200:]}, title="stateless vs stateful")
     ax = fig.axes[0]
     paths = {ln.get_gid().split(":", 1)[1]: np.stack([ln.get_xdata(), ln.get_ydata()], 1)
              for ln in ax.lines if (ln.get_gid() or "").startswith("pca-path:")}
@@ -181,9 +182,9 @@ def test_plot_pca_path_recovers_known_plane(tmp_path):
     assert "stateless vs stateful" in ax.get_title()
     _png_ok(fig, tmp_path, "pca.png")
     fig2, ax2 = plt.subplots()
-    assert P.plot_pca_path({"h": h}, ax=ax2) is fig2
+    assert S.plot_pca_path({"h": h}, ax=ax2) is fig2
     with pytest.raises(StateError, match="hidden size"):
-        P.plot_pca_path({"a": h, "b": h[:, :4]})
+        S.plot_pca_path({"a": h, "b": h[:, :4]})
 
 
 def test_plot_error_vs_chunk(tmp_path):
@@ -223,6 +224,6 @@ def test_plot_latency(tmp_path):
 
 
 def test_save_figure_forces_png_and_creates_dirs(tmp_path):
-    fig = P.plot_lsnr({"x": np.arange(10.0)})
+    fig = S.plot_lsnr({"x": np.arange(10.0)})
     p = P.save_figure(fig, tmp_path / "a" / "b" / "fig.svg")
     assert p == tmp_path / "a" / "b" / "fig.png" and p.exists()

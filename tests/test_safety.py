@@ -119,7 +119,8 @@ def test_force_does_not_replace_the_working_folder_or_its_parents(m3, tmp_path, 
     monkeypatch.setenv("HOME", str(home))
     with pytest.raises(ExportError, match="your home folder"):
         export_model(m3, "h0", home, force=True)
-    assert (cwd / "notes.txt").is_file() and (home / "notes.txt").is_file() and (tmp_path / "work" / "other.txt").is_file()
+    assert (cwd / "notes.txt").is_file() and (home / "notes.txt").is_file()
+    assert (tmp_path / "work" / "other.txt").is_file()
 
 
 def test_force_does_not_replace_the_weights_being_read(m3, tmp_path):
@@ -341,8 +342,10 @@ def test_force_replaces_only_audio_dfnb_wrote(tmp_path):
     assert sf.read(ours)[0][0] == 0.5
 
 
-@pytest.mark.parametrize("suffix,subtype,want,tol", [(".flac", None, "PCM_24", 2.0**-23), (".flac", "PCM_16", "PCM_16", 2.0**-15),
-                                                     (".wav", "PCM_24", "PCM_24", 2.0**-23), (".wav", None, "FLOAT", 0.0)])
+@pytest.mark.parametrize("suffix,subtype,want,tol", [(".flac", None, "PCM_24", 2.0**-23),
+                                                     (".flac", "PCM_16", "PCM_16", 2.0**-15),
+                                                     (".wav", "PCM_24", "PCM_24", 2.0**-23),
+                                                     (".wav", None, "FLOAT", 0.0)])
 def test_flac_and_subtypes(suffix, subtype, want, tol, full, tmp_path, capsys):
     src, out = _wav(tmp_path / "in.wav"), tmp_path / f"out{suffix}"
     argv = ["enhance", str(src), str(out), "--model", str(full)] + (["--subtype", subtype] if subtype else [])

@@ -8,8 +8,6 @@ Each module is one host, and each host is a :class:`dfnb.runtime.Runtime` (``res
 * :mod:`dfnb.hosts.official` — the official realtime runtime's per-hop behaviour (libDF/tract) on a step graph.
 
 Nothing here imports torch: a realtime user deploys an exported folder with numpy, libdf and onnxruntime only.
-
-Notebook: 02_stateful_export
 """
 
 from __future__ import annotations
@@ -27,12 +25,31 @@ def open_host(folder: Path | str, *, host: str = "auto", threads: int = 1, **kw:
     """A runtime for an exported folder: :class:`~dfnb.hosts.fast.FastStepHost` for ``step`` folders, else the
     general :class:`~dfnb.hosts.onnx.Host` (``host="onnx"`` forces it; ``**kw`` go to the host).
 
+    Parameters
+    ----------
+    folder : path
+        A model folder (any dfnb variant, or upstream's three files with their ``config.ini``).
+    host : {"auto", "onnx", "fast"}
+        ``auto``: the fast host for a ``step`` folder when no ``**kw`` are given, else the general host.
+    threads : int
+        onnxruntime intra-op threads.
+    **kw
+        Passed to :class:`~dfnb.hosts.onnx.Host` (``per_call_offline``, ``reset_dsp``, ``probes``).
+
+    Returns
+    -------
+    dfnb.runtime.Runtime
+        A reset runtime; run it with :func:`dfnb.runtime.enhance` or call ``process``/``flush`` yourself.
+
+    Raises
+    ------
+    DfnbError
+        An unknown ``host``; :class:`~dfnb.errors.ModelFolderError` for a folder that does not check out.
+
     Examples
     --------
     >>> from dfnb.runtime import enhance  # doctest: +SKIP
     >>> y = enhance(open_host("models/dfn3_step"), noisy)  # doctest: +SKIP
-
-    Notebook: 02_stateful_export
     """
     from ..errors import DfnbError
 

@@ -15,7 +15,7 @@ the same as offline PyTorch), only faster. What it does differently:
   bound input buffers (complex64 views of the ``[..., 2]`` float32 layout) and synthesis reads ``enh``
   straight from the bound output.
 * **lean per-hop DSP** (:class:`LeanDsp`): the arithmetic of :mod:`dfnb.dsp` in the same order, on
-  preallocated arrays (bit-identical; ``tests/test_fastpath.py`` checks it).
+  preallocated arrays (bit-identical; ``tests/test_fast_host.py`` checks it).
 
 Each hop is three public stages — :meth:`FastStepHost.analyse`, :meth:`FastStepHost.run_model`,
 :meth:`FastStepHost.synthesise` — that ``benchmarks/latency.py`` times one by one and
@@ -53,7 +53,7 @@ class LeanDsp:
     :mod:`dfnb.dsp` (same results, a little slower).
     """
 
-    def __init__(self, cfg: "dsp.DspConfig"):
+    def __init__(self, cfg: dsp.DspConfig):
         self.cfg = cfg
         t = cfg._t
         self.t = t
@@ -133,9 +133,28 @@ class FastStepHost(Runtime):
     """Exact realtime host for a ``step`` folder (or a :func:`dfnb.surgery.pack_states` folder).
 
     A :class:`dfnb.runtime.Runtime`: ``process(samples)``, ``flush()``, ``reset()``, ``delay_samples``,
-    ``trace``. ``lean=False`` runs the folder's graph unchanged (warm-up inside the graph), for comparisons.
-    ``session_config`` adds onnxruntime session config entries (e.g.
-    ``{"session.intra_op.allow_spinning": "0"}``); ``gains=True`` also exposes the per-bin ERB gains.
+    ``trace``; its output equals :class:`dfnb.hosts.onnx.Host` on the same folder bit for bit.
+
+    Parameters
+    ----------
+    folder : path
+        A ``step`` folder (checked by :func:`dfnb.folder.inspect_folder`).
+    threads : int
+        onnxruntime intra-op threads (1 is fastest for one stream).
+    lean : bool
+        Run the leaner graph built at load time; ``False`` runs the folder's graph unchanged (warm-up inside
+        the graph), for comparisons.
+    session_config : dict, optional
+        Extra onnxruntime session config entries (e.g. ``{"session.intra_op.allow_spinning": "0"}``).
+    gains : bool
+        Also expose the per-bin ERB gains (used by :class:`dfnb.hosts.official.OfficialLikeHost`).
+    probes : bool or list of str
+        Record lsnr (and these states) per model frame in ``trace``.
+
+    Raises
+    ------
+    ModelFolderError
+        Not a ``step`` folder, or a step graph whose state inputs and outputs do not pair up.
 
     Examples
     --------
@@ -162,7 +181,8 @@ class FastStepHost(Runtime):
         self.lean = bool(lean) and not self.packed
         if self.lean:
             model, self.lean_report = lean_step_model(self.folder / "step.onnx", gains=gains)
-            self.sess = open_session(self.folder / "step.onnx", threads, session_config, model=model.SerializeToString())
+            self.sess = open_session(self.folder / "step.onnx", threads, session_config,
+                                     model=model.SerializeToString())
         else:
             self.lean_report = {}
             self.sess = open_session(self.folder / "step.onnx", threads, session_config)

@@ -4,7 +4,7 @@ A host needs only numpy, libdf, onnxruntime and this file — exactly what the R
 variant runs in the *realtime host* pipeline the seed's Rust pipeline uses: the host keeps its DSP state (STFT
 overlap, feature norms, as libDF's ``DFState`` does), delays the spectrum by the model's lookahead (the first
 ``conv_lookahead`` feature frames never reach the encoder; output lags by ``delay_samples``), keeps the
-deep-filter spectrum buffer (a numpy mirror of :class:`dfnb.streaming.StepModel`'s last stage), and runs the
+deep-filter spectrum buffer (a numpy mirror of :class:`dfnb.step.StepModel`'s last stage), and runs the
 graphs on each call's frames. What the graphs remember across calls is exactly what the folder declares:
 
 * ``stateless`` — nothing: every call starts the GRUs from zero and the convs from zero padding;
@@ -231,4 +231,5 @@ class Host(Runtime):
         if n == 0:
             return np.zeros(0, np.float32)
         spec = np.zeros((n, self.cfg.freq_bins), np.complex64)
-        return self._exact(spec, np.zeros((n, self.cfg.nb_erb), np.float32), np.zeros((n, self.cfg.nb_df), np.complex64))
+        return self._exact(spec, np.zeros((n, self.cfg.nb_erb), np.float32),
+                           np.zeros((n, self.cfg.nb_df), np.complex64))
