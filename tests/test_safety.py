@@ -151,7 +151,7 @@ import json, sys, time
 from pathlib import Path
 from types import SimpleNamespace
 import dfnb.export as ex
-import dfnb.streaming as st
+import dfnb.step as st
 from dfnb.errors import ExportError
 
 work, out = Path(sys.argv[1]), Path(sys.argv[2])
