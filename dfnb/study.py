@@ -1,0 +1,393 @@
+"""The quality-cost study: what each way of running a model costs in PESQ, STOI, SI-SDR, DNSMOS and PLCMOS.
+
+One *cell* is (model, variant, chunk, clip). Variants:
+
+* ``noisy`` — the input itself (doing nothing), ``offline`` — PyTorch on the whole file (the reference);
+* ``naive`` — the PyTorch stream carrying nothing across calls of ``chunk`` hops (a host that treats every
+  call as a new file);
+* ``stateless``, ``h0``, ``gru``, ``full``, ``step`` — the onnxruntime host on exported folders, ``chunk``
+  hops per call (``full`` and ``step`` are exact).
+
+:func:`run_cell` produces one cell's audio and all its scores (:func:`dfnb.quality.score_output`);
+:func:`run_study` runs many cells in parallel and returns the tidy table, one row per cell with one column per
+score (:data:`COLUMNS`); :func:`write_table` saves it as CSV (and Parquet when pyarrow is installed),
+:func:`median_table` and :func:`paired_gap` summarise it. The only function that calls a runtime is
+:func:`enhance_variant`.
+
+Why Dask (``dask.distributed``) rather than Ray: a cell is one ordinary Python function call on numpy arrays,
+which is all Dask needs; ``dask`` and ``distributed`` are small pure-Python wheels (Ray is a large binary
+wheel that starts its own object store and daemons), ``LocalCluster`` gives one worker process per core with
+one thread each (the models run single-threaded), ``Client(address)`` uses a running ``dask scheduler``
+unchanged, and ``as_completed`` feeds a tqdm progress bar. A remote cluster's workers must see the same
+clips (``DFNB_MIRROR`` or ``../shared``) and the export folders (a shared filesystem), and have dfnb installed.
+
+Notebook: 06_quality_cost
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .errors import DfnbError
+from .quality import SCORES, score_output
+
+__all__ = ["VARIANTS", "HOST_VARIANTS", "CHUNKED", "REFERENCES", "CHUNKS", "KEYS", "COLUMNS", "study_cells",
+           "prepare_exports", "enhance_variant", "run_cell", "run_study", "write_table", "read_table",
+           "median_table", "paired_gap", "below_noisy"]
+
+HOST_VARIANTS = ("stateless", "h0", "gru", "full", "step")
+#: Variants that run in calls of ``chunk`` hops.
+CHUNKED = ("naive",) + HOST_VARIANTS
+#: Variants that do not depend on the chunk size (their ``chunk`` is None).
+REFERENCES = ("noisy", "offline")
+VARIANTS = REFERENCES + CHUNKED
+CHUNKS = (1, 7, 20)
+KEYS = ("model", "variant", "chunk", "clip")
+#: Columns of the tidy table: the cell, whether the clip has a clean reference, the scores, seconds spent.
+COLUMNS = KEYS + ("has_clean",) + SCORES + ("enhance_s", "score_s")
+
+_CACHE: dict[tuple, Any] = {}  # per process: loaded models, clips, offline outputs, open hosts
+
+
+def _cached(key: tuple, make: Callable[[], Any]) -> Any:
+    if key not in _CACHE:
+        if key[0] == "offline":  # keep a handful of reference outputs, not every clip of every model
+            for old in [k for k in _CACHE if k[0] == "offline"][:-7]:
+                del _CACHE[old]
+        _CACHE[key] = make()
+    return _CACHE[key]
+
+
+def _loaded(model: str):
+    def make():
+        import torch
+
+        from .models import load_model
+
+        torch.set_num_threads(1)  # one hop at a time: one thread per process is fastest, and a study runs many
+        return load_model(model)
+
+    return _cached(("model", model), make)
+
+
+def _pair(clip: str):
+    from .clips import load_pair
+
+    return _cached(("clip", clip), lambda: load_pair(clip))
+
+
+def study_cells(models: Sequence[str], clips: Sequence[str], chunks: Sequence[int] = CHUNKS,
+                variants: Sequence[str] = VARIANTS) -> list[tuple]:
+    """Every (model, variant, chunk, clip) cell, grouped by model and clip; ``chunk`` is None for references.
+
+    Notebook: 06_quality_cost
+    """
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        raise DfnbError(f"unknown variant(s) {bad}; the study knows {', '.join(VARIANTS)}")
+    chunks = [int(c) for c in chunks]
+    if any(c < 1 for c in chunks):
+        raise DfnbError(f"chunk sizes must be positive numbers of hops, got {chunks}")
+    return [(m, v, c, clip) for m in models for clip in clips for v in variants
+            for c in ([None] if v in REFERENCES else chunks)]
+
+
+def prepare_exports(models: Sequence[str], root: Path | str | None = None, *, variants: Sequence[str] = HOST_VARIANTS,
+                    reuse_from: Path | str | None = None, say: Callable[[str], None] = print) -> dict[tuple, Path]:
+    """Export each host variant of each model once: ``{(model, variant): folder}``.
+
+    A folder already in ``reuse_from`` (default: the repository's ``models/``) is reused when it holds the same
+    weights; nothing new is ever written there. Everything else goes to ``root`` (default: a ``dfnb_quality``
+    folder in the system temp dir), where a matching export is reused too (:func:`dfnb.export.ensure_export`).
+
+    Notebook: 06_quality_cost
+    """
+    from .export import default_folder, ensure_export
+
+    root = Path(root) if root is not None else Path(tempfile.gettempdir()) / "dfnb_quality"
+    reuse = Path(reuse_from) if reuse_from is not None else Path(__file__).resolve().parent.parent / "models"
+    folders = {}
+    for m in models:
+        for v in variants:
+            if v not in HOST_VARIANTS:
+                continue
+            where = reuse if default_folder(m, v, reuse).exists() else root
+            folders[m, v] = Path(ensure_export(_loaded(m), v, where, say=say))
+    return folders
+
+
+def enhance_variant(model: str, variant: str, audio: np.ndarray, chunk: int | None,
+                    folder: Path | str | None = None) -> np.ndarray:
+    """The one place that runs a model: ``audio`` through ``variant`` in calls of ``chunk`` hops, aligned.
+
+    ``folder`` is the exported folder of a host variant (:func:`prepare_exports`); PyTorch models and hosts
+    are opened once per process and reused.
+
+    Notebook: 06_quality_cost
+    """
+    if variant == "noisy":
+        return np.asarray(audio, dtype=np.float32)
+    if variant == "offline":
+        from .offline import enhance_offline
+
+        return enhance_offline(_loaded(model), audio).audio
+    if variant == "naive":
+        from .streaming import stream_enhance
+
+        return stream_enhance(_loaded(model), audio, chunk=chunk, carry=())[0]
+    if variant in HOST_VARIANTS:
+        from .host import Host, host_enhance
+
+        if folder is None:
+            raise DfnbError(f"variant {variant!r} runs an exported folder: pass folder= (see prepare_exports)")
+        host = _cached(("host", str(folder)), lambda: Host(folder, threads=1))
+        return host_enhance(folder, audio, chunk=chunk, host=host)
+    raise DfnbError(f"unknown variant {variant!r}; the study knows {', '.join(VARIANTS)}")
+
+
+def run_cell(model: str, variant: str, chunk: int | None, clip: str, *, folder: Path | str | None = None,
+             plc: bool = True) -> tuple[dict, np.ndarray]:
+    """One cell: the enhanced audio and its row of the tidy table (:data:`COLUMNS`).
+
+    Parameters
+    ----------
+    model, variant, clip : str
+        A model name, one of :data:`VARIANTS`, a clip name of ``data/manifest.json`` (:mod:`dfnb.clips`).
+    chunk : int or None
+        Hops per call for the chunked variants; None for ``noisy`` and ``offline``.
+    folder : path, optional
+        The exported folder of a host variant.
+    plc : bool
+        Also compute PLCMOS.
+
+    Returns
+    -------
+    (dict, numpy.ndarray)
+        The row (scores against the clip's clean recording when it has one, and the SNR of the difference
+        against the offline output), and the output audio (48 kHz, the clip's length).
+
+    Examples
+    --------
+    >>> row, y = run_cell("DeepFilterNet3", "stateless", 7, "vb_p232_028", folder=folders["DeepFilterNet3", "stateless"])  # doctest: +SKIP
+    >>> row["dnsmos_ovrl"], row["pesq"]  # doctest: +SKIP
+
+    Notebook: 06_quality_cost
+    """
+    if (chunk is None) != (variant in REFERENCES):
+        raise DfnbError(f"variant {variant!r} takes {'no chunk (None)' if variant in REFERENCES else 'a chunk size'}"
+                        f", got chunk={chunk!r}")
+    noisy, clean, sr = _pair(clip)
+    t0 = time.perf_counter()
+    y = enhance_variant(model, variant, noisy, chunk, folder)
+    t1 = time.perf_counter()
+    ref = y if variant == "offline" else _cached(("offline", model, clip),
+                                                  lambda: enhance_variant(model, "offline", noisy, None))
+    scores = score_output(y, sr, clean=clean, reference=ref, plc=plc)
+    row = {"model": model, "variant": variant, "chunk": chunk, "clip": clip, "has_clean": clean is not None,
+           **scores, "enhance_s": t1 - t0, "score_s": time.perf_counter() - t1}
+    return row, y
+
+
+def _task(cell: tuple, folder: str | None, plc: bool) -> dict:
+    """What a worker runs: one cell, its row only (the audio stays in the worker)."""
+    return run_cell(*cell, folder=folder, plc=plc)[0]
+
+
+def run_study(models: Sequence[str], clips: Sequence[str], chunks: Sequence[int] = CHUNKS, *,
+              variants: Sequence[str] = VARIANTS, workers: int | None = None, scheduler: str | None = None,
+              export_root: Path | str | None = None, plc: bool = True, progress: bool = True,
+              say: Callable[[str], None] = print) -> list[dict]:
+    """Run every cell of models × variants × chunks × clips; the tidy table, one row per cell.
+
+    Parameters
+    ----------
+    models, clips, chunks, variants : sequences
+        What to cross (see :func:`study_cells`).
+    workers : int, optional
+        Worker processes of a local Dask cluster (default: one per CPU core). ``1`` runs in this process,
+        without Dask.
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``) to use instead of a local cluster.
+    export_root : path, optional
+        Where the host variants are exported once per model (:func:`prepare_exports`).
+    plc : bool
+        Also compute PLCMOS.
+    progress : bool
+        Show a tqdm progress bar over cells.
+
+    Returns
+    -------
+    list of dict
+        Rows with the keys :data:`COLUMNS`, in cell order.
+
+    Examples
+    --------
+    >>> rows = run_study(["DeepFilterNet3"], ["vb_p232_028"], [7], workers=1)  # doctest: +SKIP
+    >>> median_table(rows)  # doctest: +SKIP
+
+    Notebook: 06_quality_cost
+    """
+    cells = study_cells(models, clips, chunks, variants)
+    folders = prepare_exports(models, export_root, variants=[v for v in variants if v in HOST_VARIANTS], say=say)
+    jobs = [(cell, None if cell[1] not in HOST_VARIANTS else str(folders[cell[0], cell[1]])) for cell in cells]
+    bar = _progress(len(jobs), progress)
+    rows: list[dict | None] = [None] * len(jobs)
+    try:
+        if scheduler is None and workers == 1:
+            for i, (cell, folder) in enumerate(jobs):
+                rows[i] = _task(cell, folder, plc)
+                bar.update(1)
+        else:
+            _run_dask(jobs, rows, plc, workers, scheduler, bar)
+    finally:
+        bar.close()
+    return [r for r in rows if r is not None]
+
+
+def _progress(total: int, show: bool):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        if show:
+            raise DfnbError("the progress bar needs tqdm: pip install 'dfnb[quality]' (or pass progress=False)")
+        tqdm = None
+    if tqdm is None or not show:
+        class _Quiet:
+            def update(self, n: int = 1) -> None: ...
+            def close(self) -> None: ...
+        return _Quiet()
+    return tqdm(total=total, desc="quality cells", unit="cell", smoothing=0.05)
+
+
+def _run_dask(jobs: list, rows: list, plc: bool, workers: int | None, scheduler: str | None, bar) -> None:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError as e:
+        raise DfnbError(f"parallel runs need dask.distributed ({e}): pip install 'dfnb[quality]', or pass "
+                        "workers=1 to run in this process") from e
+    import os
+
+    cluster = None
+    if scheduler is None:
+        n = workers or os.cpu_count() or 1
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        with Client(scheduler or cluster) as client:
+            futures = {client.submit(_task, cell, folder, plc, pure=False): i for i, (cell, folder) in enumerate(jobs)}
+            for fut in as_completed(futures):
+                rows[futures[fut]] = fut.result()  # a failing cell raises here, with the worker's traceback
+                bar.update(1)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def write_table(rows: Sequence[dict], out: Path | str, name: str = "quality") -> list[Path]:
+    """Write the tidy table as ``out/<name>.csv`` (and ``.parquet`` when pyarrow is installed); the paths.
+
+    Notebook: 06_quality_cost
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
+    paths = [path]
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return paths
+    pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in COLUMNS} for r in rows]), out / f"{name}.parquet")
+    return paths + [out / f"{name}.parquet"]
+
+
+def read_table(path: Path | str) -> list[dict]:
+    """Rows of a CSV written by :func:`write_table`, with numbers, None chunks and booleans restored."""
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            missing = [k for k in COLUMNS if k not in r]
+            if missing:
+                raise DfnbError(f"{path} is not a quality table (no column(s) {missing}); write it with write_table")
+            row: dict[str, Any] = {k: r[k] for k in ("model", "variant", "clip")}
+            row["chunk"] = int(r["chunk"]) if r["chunk"] else None
+            row["has_clean"] = r["has_clean"] == "True"
+            row.update({k: float(r[k]) if r[k] != "" else math.nan for k in SCORES + ("enhance_s", "score_s")})
+            rows.append(row)
+    return rows
+
+
+def _groups(rows: Iterable[dict]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["variant"], r["chunk"]), []).append(r)
+    return groups
+
+
+def median_table(rows: Sequence[dict], scores: Sequence[str] = SCORES) -> list[dict]:
+    """Median over clips per (model, variant, chunk), nan ignored: PESQ/STOI/SI-SDR over the clips with a clean
+    recording, DNSMOS/PLCMOS over all clips. Rows in study order (noisy, offline, then each variant by chunk).
+
+    Notebook: 06_quality_cost
+    """
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    out = []
+    for (m, v, c), rs in _groups(rows).items():
+        med = {"model": m, "variant": v, "chunk": c, "clips": len(rs), "clean_clips": sum(r["has_clean"] for r in rs)}
+        for s in scores:
+            vals = np.array([r[s] for r in rs], dtype=np.float64)
+            vals = vals[~np.isnan(vals)]
+            med[s] = float(np.median(vals)) if vals.size else math.nan
+        out.append(med)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    return sorted(out, key=lambda r: (models.index(r["model"]), order.get(r["variant"], 99), r["chunk"] or 0))
+
+
+def paired_gap(rows: Sequence[dict], score: str, variant: str = "stateless", against: str = "offline") -> list[dict]:
+    """Per (model, chunk): the median over clips of ``score(variant) - score(against)`` on the same clip.
+
+    ``against`` may be a reference (``offline``, ``noisy``: compared with every chunk) or a chunked variant.
+
+    Notebook: 06_quality_cost
+    """
+    base = {(r["model"], r["chunk"], r["clip"]): r[score] for r in rows if r["variant"] == against}
+    gaps: dict[tuple, list[float]] = {}
+    for r in rows:
+        if r["variant"] != variant:
+            continue
+        b = base.get((r["model"], None if against in REFERENCES else r["chunk"], r["clip"]))
+        if b is not None and not (math.isnan(b) or math.isnan(r[score])):
+            gaps.setdefault((r["model"], r["chunk"]), []).append(r[score] - b)
+    return [{"model": m, "chunk": c, "clips": len(g), f"{score} {variant}-{against}": float(np.median(g)),
+             "worst": float(np.min(g)), "best": float(np.max(g))} for (m, c), g in gaps.items()]
+
+
+def below_noisy(medians: Sequence[dict], scores: Sequence[str] = ("pesq", "stoi", "si_sdr_db", "dnsmos_ovrl")
+                ) -> list[dict]:
+    """The median rows where a variant scores below the unprocessed input: ``[{model, variant, chunk, score,
+    value, noisy}]`` — where running the model this way is worse than doing nothing.
+
+    Notebook: 06_quality_cost
+    """
+    noisy = {r["model"]: r for r in medians if r["variant"] == "noisy"}
+    out = []
+    for r in medians:
+        n = noisy.get(r["model"])
+        if n is None or r["variant"] == "noisy":
+            continue
+        for s in scores:
+            if not (math.isnan(r[s]) or math.isnan(n[s])) and r[s] < n[s]:
+                out.append({"model": r["model"], "variant": r["variant"], "chunk": r["chunk"], "score": s,
+                            "value": r[s], "noisy": n[s]})
+    return out
