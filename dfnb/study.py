@@ -3,8 +3,11 @@
 One *cell* is (model, variant, chunk, clip). Variants:
 
 * ``noisy`` — the input itself (doing nothing), ``offline`` — PyTorch on the whole file (the reference);
-* ``naive`` — the PyTorch stream carrying nothing across calls of ``chunk`` hops (a host that treats every
-  call as a new file);
+* ``naive`` — a host that treats every call of ``chunk`` hops as a new file: the stateless export with
+  ``per_call_offline=True, reset_dsp=True`` (:class:`dfnb.host.Host`), the naive host of notebooks 01 and 03.
+  It is the onnxruntime twin of the PyTorch stream carrying nothing (``stream_enhance(..., carry=())``;
+  notebook 03 asserts they agree far better than either agrees with offline) without PyTorch's per-hop cost,
+  which is what makes a four-model study affordable on a small machine;
 * ``stateless``, ``h0``, ``gru``, ``full``, ``step`` — the onnxruntime host on exported folders, ``chunk``
   hops per call (``full`` and ``step`` are exact).
 
@@ -127,8 +130,8 @@ def enhance_variant(model: str, variant: str, audio: np.ndarray, chunk: int | No
                     folder: Path | str | None = None) -> np.ndarray:
     """The one place that runs a model: ``audio`` through ``variant`` in calls of ``chunk`` hops, aligned.
 
-    ``folder`` is the exported folder of a host variant (:func:`prepare_exports`); PyTorch models and hosts
-    are opened once per process and reused.
+    ``folder`` is the exported folder of a host variant (``naive`` runs the ``stateless`` one; see
+    :func:`prepare_exports`); PyTorch models and hosts are opened once per process and reused.
 
     Notebook: 06_quality_cost
     """
@@ -138,16 +141,14 @@ def enhance_variant(model: str, variant: str, audio: np.ndarray, chunk: int | No
         from .offline import enhance_offline
 
         return enhance_offline(_loaded(model), audio).audio
-    if variant == "naive":
-        from .streaming import stream_enhance
-
-        return stream_enhance(_loaded(model), audio, chunk=chunk, carry=())[0]
-    if variant in HOST_VARIANTS:
+    if variant in CHUNKED:
         from .host import Host, host_enhance
 
         if folder is None:
             raise DfnbError(f"variant {variant!r} runs an exported folder: pass folder= (see prepare_exports)")
-        host = _cached(("host", str(folder)), lambda: Host(folder, threads=1))
+        naive = variant == "naive"  # the stateless folder, every call a new file
+        host = _cached(("host", str(folder), naive),
+                       lambda: Host(folder, threads=1, per_call_offline=naive, reset_dsp=naive))
         return host_enhance(folder, audio, chunk=chunk, host=host)
     raise DfnbError(f"unknown variant {variant!r}; the study knows {', '.join(VARIANTS)}")
 
@@ -163,7 +164,7 @@ def run_cell(model: str, variant: str, chunk: int | None, clip: str, *, folder: 
     chunk : int or None
         Hops per call for the chunked variants; None for ``noisy`` and ``offline``.
     folder : path, optional
-        The exported folder of a host variant.
+        The exported folder of a host variant (the ``stateless`` one for ``naive``).
     plc : bool
         Also compute PLCMOS.
 
@@ -235,8 +236,10 @@ def run_study(models: Sequence[str], clips: Sequence[str], chunks: Sequence[int]
     Notebook: 06_quality_cost
     """
     cells = study_cells(models, clips, chunks, variants)
-    folders = prepare_exports(models, export_root, variants=[v for v in variants if v in HOST_VARIANTS], say=say)
-    jobs = [(cell, None if cell[1] not in HOST_VARIANTS else str(folders[cell[0], cell[1]])) for cell in cells]
+    exports = {"stateless" if v == "naive" else v for v in variants if v in CHUNKED}
+    folders = prepare_exports(models, export_root, variants=[v for v in HOST_VARIANTS if v in exports], say=say)
+    jobs = [(cell, None if cell[1] in REFERENCES else str(folders[cell[0], "stateless" if cell[1] == "naive"
+                                                                   else cell[1]])) for cell in cells]
     bar = _progress(len(jobs), progress)
     rows: list[dict | None] = [None] * len(jobs)
     try:
@@ -277,7 +280,7 @@ def _run_dask(jobs: list, rows: list, plc: bool, workers: int | None, scheduler:
     cluster = None
     if scheduler is None:
         n = workers or os.cpu_count() or 1
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
     try:
         with Client(scheduler or cluster) as client:
             futures = {client.submit(_task, cell, folder, plc, pure=False): i for i, (cell, folder) in enumerate(jobs)}
