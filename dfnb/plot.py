@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DB_FLOOR", "spectrogram_db", "shared_db_limits", "plot_spectrogram", "plot_spectrograms",
     "plot_difference_spectrogram", "plot_error_vs_time", "plot_lsnr", "plot_hidden_heatmap", "plot_state_norm",
-    "plot_pca_path", "plot_error_vs_chunk", "plot_latency", "save_figure",
+    "plot_pca_path", "plot_error_vs_chunk", "plot_latency", "save_figure", "pyplot",
 ]
 
 #: Lowest value spectrograms take, in dB (power re. a full-scale sine).
@@ -47,6 +47,11 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def pyplot():
+    """matplotlib.pyplot, with Agg chosen only when nobody chose a backend (for figure modules beside this one)."""
+    return _pyplot()
 
 
 def _fig_ax(ax, figsize=(8.0, 3.5)):

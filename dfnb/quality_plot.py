@@ -1,6 +1,6 @@
 """Figures of the quality-cost study: median score per variant against chunk size, doing nothing and offline as
 reference lines. Helpers take ``ax=None`` and return the Figure (like :mod:`dfnb.plot`); matplotlib is imported
-only when one runs (Agg when no backend was chosen).
+only when one runs (Agg when no backend was chosen, as :func:`dfnb.plot.pyplot` does).
 
 Notebook: 06_quality_cost
 """
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .errors import DfnbError
+from .plot import pyplot
 from .study import CHUNKED
 
 if TYPE_CHECKING:
@@ -25,20 +26,6 @@ SCORE_LABELS = {"pesq": "PESQ (wide band)", "stoi": "STOI", "si_sdr_db": "SI-SDR
                 "plcmos": "PLCMOS", "snr_diff_db": "SNR of the difference vs offline (dB)"}
 _STYLE = {"naive": ("tab:red", "v"), "stateless": ("tab:orange", "o"), "h0": ("tab:olive", "s"),
           "gru": ("tab:cyan", "D"), "full": ("tab:blue", "^"), "step": ("tab:purple", "x")}
-
-
-def _pyplot():
-    import os
-    import sys
-
-    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
-        import matplotlib
-
-        if getattr(matplotlib.rcParams, "_get_backend_or_none", lambda: "?")() is None:
-            matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_quality(medians: Sequence[dict], score: str, model: str, *, ax=None, title: str = "",
@@ -74,7 +61,7 @@ def plot_quality(medians: Sequence[dict], score: str, model: str, *, ax=None, ti
     if score not in rows[0]:
         raise DfnbError(f"the median table has no column {score!r}; columns: {list(rows[0])}")
     if ax is None:
-        fig, ax = _pyplot().subplots(figsize=(6.0, 4.0), layout="constrained")
+        fig, ax = pyplot().subplots(figsize=(6.0, 4.0), layout="constrained")
     fig = ax.figure
     chunks = sorted({r["chunk"] for r in rows if r["chunk"] is not None})
     for v in variants:
@@ -111,7 +98,7 @@ def plot_quality_grid(medians: Sequence[dict], scores: Sequence[str] = ("dnsmos_
     models = list(models or dict.fromkeys(r["model"] for r in medians))
     if not models or not scores:
         raise DfnbError("plot_quality_grid needs at least one model and one score")
-    fig, axes = _pyplot().subplots(len(scores), len(models), figsize=(4.6 * len(models), 3.6 * len(scores)),
+    fig, axes = pyplot().subplots(len(scores), len(models), figsize=(4.6 * len(models), 3.6 * len(scores)),
                                    squeeze=False, sharey="row", layout="constrained")
     for i, s in enumerate(scores):
         for j, m in enumerate(models):

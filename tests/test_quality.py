@@ -201,3 +201,27 @@ def test_run_study_in_process_and_through_a_dask_scheduler(exported):
         remote = study.run_study(*args, scheduler=cluster.scheduler_address, **kw)
     for a, b in zip(local, remote):
         assert a["dnsmos_ovrl"] == b["dnsmos_ovrl"] and a["snr_diff_db"] == b["snr_diff_db"]
+
+
+def test_quality_figures_honour_ax_and_name_bad_input(table):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dfnb import quality_plot
+
+    med = study.median_table(table)
+    fig, ax = plt.subplots()
+    assert quality_plot.plot_quality(med, "dnsmos_ovrl", "M", ax=ax) is fig
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "stateless" in labels and "noisy (2.50)" in labels and "offline (3.50)" in labels
+    assert ax.lines[0].get_ydata()[0] == pytest.approx(2.0)  # the stateless median at chunk 7
+    assert "median over 2 clips with clean speech" in quality_plot.plot_quality(med, "pesq", "M").axes[0].get_title()
+    grid = quality_plot.plot_quality_grid(med, ("dnsmos_ovrl", "pesq"))
+    assert len(grid.axes) == 2
+    with pytest.raises(DfnbError, match="no rows of model 'X'"):
+        quality_plot.plot_quality(med, "pesq", "X")
+    with pytest.raises(DfnbError, match="no column 'mos'"):
+        quality_plot.plot_quality(med, "mos", "M")
+    plt.close("all")
