@@ -13,6 +13,8 @@ or a running scheduler (``--scheduler tcp://host:8786``). Prints the median tabl
 the paired DNSMOS OVRL gap of stateless (and h0, naive) against exact, and every place where a variant is
 worse than doing nothing; writes ``quality.csv`` (one row per cell; ``.parquet`` too when pyarrow is
 installed), ``quality_medians.csv`` and PNG figures under ``--out`` (default ``benchmarks/results/quality``).
+Cells run clip by clip, and each finished cell is appended to ``quality.partial.csv`` at once: an interrupted
+study resumes there (``--fresh`` starts over), and ``--table .../quality.partial.csv`` summarises what is done.
 Exports are cached in ``benchmarks/results/cache/``.
 """
 
@@ -41,22 +43,23 @@ def log(msg: str = "") -> None:
 
 def summarise(rows: list[dict], out: Path) -> None:
     """Print the median table, the OVRL gaps and the worse-than-nothing list; write medians and figures."""
-    from dfnb import quality_plot, study
+    from dfnb import quality_plot
+    from dfnb import quality_table as qt
     from dfnb.metrics import metrics_table
     from dfnb.plot import save_figure
 
-    med = study.median_table(rows)
+    med = qt.median_table(rows)
     n_clean = len({r["clip"] for r in rows if r["has_clean"]})
     n_all = len({r["clip"] for r in rows})
     log(f"\nMedians over clips (PESQ/STOI/SI-SDR: {n_clean} clips with a clean recording; DNSMOS/PLCMOS: all "
         f"{n_all}); snr_diff_db = SNR of the difference vs offline; chunk '-' = whole file")
     log(metrics_table(med, PRINTED))
     for variant in ("stateless", "h0", "naive", "gru", "full", "step"):
-        gap = study.paired_gap(rows, "dnsmos_ovrl", variant, "offline")
+        gap = qt.paired_gap(rows, "dnsmos_ovrl", variant, "offline")
         if gap:
             log(f"\nDNSMOS OVRL, {variant} - offline (= exact) on the same clip (median over clips; worst/best clip):")
             log(metrics_table(gap))
-    worse = study.below_noisy(med)
+    worse = qt.below_noisy(med)
     log("\nWorse than doing nothing (median below the noisy input's):")
     log(metrics_table(worse, floatfmt=".3f") if worse else "  nowhere")
     out.mkdir(parents=True, exist_ok=True)
@@ -74,6 +77,7 @@ def summarise(rows: list[dict], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from dfnb import clips, study
+    from dfnb import quality_table as qt
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=None, help=f"default: {' '.join(MODELS)}")
@@ -87,10 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-plcmos", action="store_true", help="skip PLCMOS")
     ap.add_argument("--fast", action="store_true", help="DeepFilterNet3, two clips (VoiceBank + DNS4), chunk 7")
     ap.add_argument("--table", type=Path, default=None, help="summarise an existing quality.csv; compute nothing")
+    ap.add_argument("--fresh", action="store_true", help="ignore OUT/quality.partial.csv (by default a study "
+                    "resumes from it: every finished cell is appended there at once)")
     a = ap.parse_args(argv)
 
     if a.table is not None:
-        summarise(study.read_table(a.table), a.out)
+        summarise(qt.read_table(a.table), a.out)
         return 0
     models = a.models or (MODELS[:1] if a.fast else MODELS)
     names = a.clips or (["vb_p232_028", "dns4_street"] if a.fast else clips.clip_names("noisy"))
@@ -98,11 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     variants = a.variants or list(study.VARIANTS)
     cells = len(study.study_cells(models, names, chunks, variants))
     log(f"{cells} cells: {len(models)} model(s) × {len(variants)} variants × chunks {chunks} × {len(names)} clips")
+    partial = a.out / "quality.partial.csv"
+    if a.fresh and partial.exists():
+        partial.unlink()
     t0 = time.time()
     rows = study.run_study(models, names, chunks, variants=variants, workers=a.workers, scheduler=a.scheduler,
-                           export_root=RESULTS / "cache", plc=not a.no_plcmos, say=log)
+                           export_root=RESULTS / "cache", plc=not a.no_plcmos, checkpoint=partial, say=log)
     wall = time.time() - t0
-    paths = study.write_table(rows, a.out)
+    paths = qt.write_table(rows, a.out)
     log(f"study: {len(rows)} cells in {wall:.0f} s wall ({sum(r['enhance_s'] for r in rows):.0f} s enhancing, "
         f"{sum(r['score_s'] for r in rows):.0f} s scoring, summed over workers)")
     for p in paths:

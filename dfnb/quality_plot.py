@@ -31,12 +31,12 @@ _STYLE = {"naive": ("tab:red", "v"), "stateless": ("tab:orange", "o"), "h0": ("t
 def plot_quality(medians: Sequence[dict], score: str, model: str, *, ax=None, title: str = "",
                  variants: Sequence[str] = CHUNKED) -> "Figure":
     """Median ``score`` of each chunked variant against chunk size for one model (rows of
-    :func:`dfnb.study.median_table`); ``noisy`` dashed grey and ``offline`` solid black across the plot.
+    :func:`dfnb.quality_table.median_table`); ``noisy`` dashed grey and ``offline`` solid black across the plot.
 
     Parameters
     ----------
     medians : sequence of dict
-        Rows of :func:`dfnb.study.median_table`.
+        Rows of :func:`dfnb.quality_table.median_table`.
     score : str
         A score column, e.g. ``"dnsmos_ovrl"`` or ``"pesq"``.
     model : str

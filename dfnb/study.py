@@ -13,8 +13,7 @@ One *cell* is (model, variant, chunk, clip). Variants:
 
 :func:`run_cell` produces one cell's audio and all its scores (:func:`dfnb.quality.score_output`);
 :func:`run_study` runs many cells in parallel and returns the tidy table, one row per cell with one column per
-score (:data:`COLUMNS`); :func:`write_table` saves it as CSV (and Parquet when pyarrow is installed),
-:func:`median_table` and :func:`paired_gap` summarise it. The only function that calls a runtime is
+score (:mod:`dfnb.quality_table` saves, reads and summarises it). The only function that calls a runtime is
 :func:`enhance_variant`.
 
 Why Dask (``dask.distributed``) rather than Ray: a cell is one ordinary Python function call on numpy arrays,
@@ -29,8 +28,6 @@ Notebook: 06_quality_cost
 
 from __future__ import annotations
 
-import csv
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -39,11 +36,11 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import DfnbError
-from .quality import SCORES, score_output
+from .quality import score_output
+from .quality_table import COLUMNS, append_rows, read_table
 
-__all__ = ["VARIANTS", "HOST_VARIANTS", "CHUNKED", "REFERENCES", "CHUNKS", "KEYS", "COLUMNS", "study_cells",
-           "prepare_exports", "enhance_variant", "run_cell", "run_study", "write_table", "read_table",
-           "median_table", "paired_gap", "below_noisy"]
+__all__ = ["VARIANTS", "HOST_VARIANTS", "CHUNKED", "REFERENCES", "CHUNKS", "study_cells", "prepare_exports",
+           "enhance_variant", "run_cell", "run_study"]
 
 HOST_VARIANTS = ("stateless", "h0", "gru", "full", "step")
 #: Variants that run in calls of ``chunk`` hops.
@@ -52,9 +49,6 @@ CHUNKED = ("naive",) + HOST_VARIANTS
 REFERENCES = ("noisy", "offline")
 VARIANTS = REFERENCES + CHUNKED
 CHUNKS = (1, 7, 20)
-KEYS = ("model", "variant", "chunk", "clip")
-#: Columns of the tidy table: the cell, whether the clip has a clean reference, the scores, seconds spent.
-COLUMNS = KEYS + ("has_clean",) + SCORES + ("enhance_s", "score_s")
 
 _CACHE: dict[tuple, Any] = {}  # per process: loaded models, clips, offline outputs, open hosts
 
@@ -171,8 +165,8 @@ def run_cell(model: str, variant: str, chunk: int | None, clip: str, *, folder: 
     Returns
     -------
     (dict, numpy.ndarray)
-        The row (scores against the clip's clean recording when it has one, and the SNR of the difference
-        against the offline output), and the output audio (48 kHz, the clip's length).
+        The row (:data:`dfnb.quality_table.COLUMNS`: scores against the clip's clean recording when it has
+        one, and the SNR of the difference against the offline output), and the output audio (48 kHz).
 
     Examples
     --------
@@ -204,7 +198,7 @@ def _task(cell: tuple, folder: str | None, plc: bool) -> dict:
 def run_study(models: Sequence[str], clips: Sequence[str], chunks: Sequence[int] = CHUNKS, *,
               variants: Sequence[str] = VARIANTS, workers: int | None = None, scheduler: str | None = None,
               export_root: Path | str | None = None, plc: bool = True, progress: bool = True,
-              say: Callable[[str], None] = print) -> list[dict]:
+              checkpoint: Path | str | None = None, say: Callable[[str], None] = print) -> list[dict]:
     """Run every cell of models × variants × chunks × clips; the tidy table, one row per cell.
 
     Parameters
@@ -222,11 +216,15 @@ def run_study(models: Sequence[str], clips: Sequence[str], chunks: Sequence[int]
         Also compute PLCMOS.
     progress : bool
         Show a tqdm progress bar over cells.
+    checkpoint : path, optional
+        A CSV that every finished row is appended to at once; cells already in it are not run again, so an
+        interrupted study resumes where it stopped.
 
     Returns
     -------
     list of dict
-        Rows with the keys :data:`COLUMNS`, in cell order.
+        Rows with the keys :data:`dfnb.quality_table.COLUMNS`, clip by clip (every model, variant and chunk of
+        the first clip, then the next clip), so a study stopped early still covers whole clips.
 
     Examples
     --------
@@ -235,23 +233,33 @@ def run_study(models: Sequence[str], clips: Sequence[str], chunks: Sequence[int]
 
     Notebook: 06_quality_cost
     """
-    cells = study_cells(models, clips, chunks, variants)
+    cells = sorted(study_cells(models, clips, chunks, variants), key=lambda c: list(clips).index(c[3]))
+    done: dict[tuple, dict] = {}
+    if checkpoint is not None and Path(checkpoint).is_file():
+        done = {(r["model"], r["variant"], r["chunk"], r["clip"]): r for r in read_table(checkpoint)}
+        say(f"{checkpoint}: {sum(c in done for c in cells)} of {len(cells)} cells already done, not run again")
+    todo = [c for c in cells if c not in done]
     exports = {"stateless" if v == "naive" else v for v in variants if v in CHUNKED}
     folders = prepare_exports(models, export_root, variants=[v for v in HOST_VARIANTS if v in exports], say=say)
     jobs = [(cell, None if cell[1] in REFERENCES else str(folders[cell[0], "stateless" if cell[1] == "naive"
-                                                                   else cell[1]])) for cell in cells]
+                                                                   else cell[1]])) for cell in todo]
     bar = _progress(len(jobs), progress)
-    rows: list[dict | None] = [None] * len(jobs)
+
+    def finished(row: dict) -> None:
+        done[row["model"], row["variant"], row["chunk"], row["clip"]] = row
+        if checkpoint is not None:
+            append_rows([row], checkpoint)
+        bar.update(1)
+
     try:
-        if scheduler is None and workers == 1:
-            for i, (cell, folder) in enumerate(jobs):
-                rows[i] = _task(cell, folder, plc)
-                bar.update(1)
-        else:
-            _run_dask(jobs, rows, plc, workers, scheduler, bar)
+        if jobs and scheduler is None and workers == 1:
+            for cell, folder in jobs:
+                finished(_task(cell, folder, plc))
+        elif jobs:
+            _run_dask(jobs, finished, plc, workers, scheduler)
     finally:
         bar.close()
-    return [r for r in rows if r is not None]
+    return [done[c] for c in cells if c in done]
 
 
 def _progress(total: int, show: bool):
@@ -269,7 +277,8 @@ def _progress(total: int, show: bool):
     return tqdm(total=total, desc="quality cells", unit="cell", smoothing=0.05)
 
 
-def _run_dask(jobs: list, rows: list, plc: bool, workers: int | None, scheduler: str | None, bar) -> None:
+def _run_dask(jobs: list, finished: Callable[[dict], None], plc: bool, workers: int | None,
+              scheduler: str | None) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as e:
@@ -283,114 +292,9 @@ def _run_dask(jobs: list, rows: list, plc: bool, workers: int | None, scheduler:
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
     try:
         with Client(scheduler or cluster) as client:
-            futures = {client.submit(_task, cell, folder, plc, pure=False): i for i, (cell, folder) in enumerate(jobs)}
+            futures = [client.submit(_task, cell, folder, plc, pure=False) for cell, folder in jobs]
             for fut in as_completed(futures):
-                rows[futures[fut]] = fut.result()  # a failing cell raises here, with the worker's traceback
-                bar.update(1)
+                finished(fut.result())  # a failing cell raises here, with the worker's traceback
     finally:
         if cluster is not None:
             cluster.close()
-
-
-def write_table(rows: Sequence[dict], out: Path | str, name: str = "quality") -> list[Path]:
-    """Write the tidy table as ``out/<name>.csv`` (and ``.parquet`` when pyarrow is installed); the paths.
-
-    Notebook: 06_quality_cost
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.csv"
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
-    paths = [path]
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        return paths
-    pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in COLUMNS} for r in rows]), out / f"{name}.parquet")
-    return paths + [out / f"{name}.parquet"]
-
-
-def read_table(path: Path | str) -> list[dict]:
-    """Rows of a CSV written by :func:`write_table`, with numbers, None chunks and booleans restored."""
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for r in csv.DictReader(f):
-            missing = [k for k in COLUMNS if k not in r]
-            if missing:
-                raise DfnbError(f"{path} is not a quality table (no column(s) {missing}); write it with write_table")
-            row: dict[str, Any] = {k: r[k] for k in ("model", "variant", "clip")}
-            row["chunk"] = int(r["chunk"]) if r["chunk"] else None
-            row["has_clean"] = r["has_clean"] == "True"
-            row.update({k: float(r[k]) if r[k] != "" else math.nan for k in SCORES + ("enhance_s", "score_s")})
-            rows.append(row)
-    return rows
-
-
-def _groups(rows: Iterable[dict]) -> dict[tuple, list[dict]]:
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["model"], r["variant"], r["chunk"]), []).append(r)
-    return groups
-
-
-def median_table(rows: Sequence[dict], scores: Sequence[str] = SCORES) -> list[dict]:
-    """Median over clips per (model, variant, chunk), nan ignored: PESQ/STOI/SI-SDR over the clips with a clean
-    recording, DNSMOS/PLCMOS over all clips. Rows in study order (noisy, offline, then each variant by chunk).
-
-    Notebook: 06_quality_cost
-    """
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    out = []
-    for (m, v, c), rs in _groups(rows).items():
-        med = {"model": m, "variant": v, "chunk": c, "clips": len(rs), "clean_clips": sum(r["has_clean"] for r in rs)}
-        for s in scores:
-            vals = np.array([r[s] for r in rs], dtype=np.float64)
-            vals = vals[~np.isnan(vals)]
-            med[s] = float(np.median(vals)) if vals.size else math.nan
-        out.append(med)
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    return sorted(out, key=lambda r: (models.index(r["model"]), order.get(r["variant"], 99), r["chunk"] or 0))
-
-
-def paired_gap(rows: Sequence[dict], score: str, variant: str = "stateless", against: str = "offline") -> list[dict]:
-    """Per (model, chunk): the median over clips of ``score(variant) - score(against)`` on the same clip.
-
-    ``against`` may be a reference (``offline``, ``noisy``: compared with every chunk) or a chunked variant.
-
-    Notebook: 06_quality_cost
-    """
-    base = {(r["model"], r["chunk"], r["clip"]): r[score] for r in rows if r["variant"] == against}
-    gaps: dict[tuple, list[float]] = {}
-    for r in rows:
-        if r["variant"] != variant:
-            continue
-        b = base.get((r["model"], None if against in REFERENCES else r["chunk"], r["clip"]))
-        if b is not None and not (math.isnan(b) or math.isnan(r[score])):
-            gaps.setdefault((r["model"], r["chunk"]), []).append(r[score] - b)
-    return [{"model": m, "chunk": c, "clips": len(g), f"{score} {variant}-{against}": float(np.median(g)),
-             "worst": float(np.min(g)), "best": float(np.max(g))} for (m, c), g in gaps.items()]
-
-
-def below_noisy(medians: Sequence[dict], scores: Sequence[str] = ("pesq", "stoi", "si_sdr_db", "dnsmos_ovrl")
-                ) -> list[dict]:
-    """The median rows where a variant scores below the unprocessed input: ``[{model, variant, chunk, score,
-    value, noisy}]`` — where running the model this way is worse than doing nothing.
-
-    Notebook: 06_quality_cost
-    """
-    noisy = {r["model"]: r for r in medians if r["variant"] == "noisy"}
-    out = []
-    for r in medians:
-        n = noisy.get(r["model"])
-        if n is None or r["variant"] == "noisy":
-            continue
-        for s in scores:
-            if not (math.isnan(r[s]) or math.isnan(n[s])) and r[s] < n[s]:
-                out.append({"model": r["model"], "variant": r["variant"], "chunk": r["chunk"], "score": s,
-                            "value": r[s], "noisy": n[s]})
-    return out

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dfnb import clips, metrics, quality, study
+from dfnb import quality_table as qt
 from dfnb.errors import DfnbError
 
 CLIP = "vb_p232_028"  # the shortest VoiceBank pair (2.1 s)
@@ -106,7 +107,7 @@ def cells(exported):
 def test_a_cell_gives_its_audio_and_one_row_of_every_column(cells, pair):
     noisy, _, _ = pair
     for variant, (row, y) in cells.items():
-        assert tuple(row) == study.COLUMNS
+        assert tuple(row) == qt.COLUMNS
         assert (row["model"], row["variant"], row["clip"], row["has_clean"]) == (MODEL, variant, CLIP, True)
         assert row["chunk"] == (None if variant == "offline" else 7)
         assert y.shape == noisy.shape and y.dtype == np.float32
@@ -135,6 +136,7 @@ def test_cell_arguments_are_checked():
 
 
 def test_study_cells_cross_everything_with_one_cell_per_reference():
+    assert study.VARIANTS == qt.VARIANT_ORDER  # the summaries order rows like the study
     cells = study.study_cells(["A", "B"], ["c1", "c2", "c3"], [1, 7, 20])
     assert len(cells) == 2 * 3 * (2 + 6 * 3)
     assert ("A", "noisy", None, "c1") in cells and ("B", "step", 20, "c3") in cells
@@ -142,7 +144,7 @@ def test_study_cells_cross_everything_with_one_cell_per_reference():
 
 
 def _row(model, variant, chunk, clip, **scores):
-    r = {k: math.nan for k in study.COLUMNS}
+    r = {k: math.nan for k in qt.COLUMNS}
     r.update(model=model, variant=variant, chunk=chunk, clip=clip, has_clean=clip != "blind", enhance_s=0.5,
              score_s=1.0, **scores)
     return r
@@ -161,41 +163,47 @@ def table():
 
 
 def test_the_tidy_table_round_trips_through_csv(table, tmp_path):
-    paths = study.write_table(table, tmp_path)
+    paths = qt.write_table(table, tmp_path)
     assert paths[0] == tmp_path / "quality.csv"
     header = paths[0].read_text(encoding="utf-8").splitlines()[0].split(",")
-    assert tuple(header) == study.COLUMNS
-    back = study.read_table(paths[0])
+    assert tuple(header) == qt.COLUMNS
+    back = qt.read_table(paths[0])
     assert len(back) == len(table)
     for a, b in zip(table, back):
-        for k in study.COLUMNS:
+        for k in qt.COLUMNS:
             assert (a[k] == b[k]) or (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k])), k
     (tmp_path / "other.csv").write_text("a,b\n1,2\n", encoding="utf-8")
     with pytest.raises(DfnbError, match="not a quality table"):
-        study.read_table(tmp_path / "other.csv")
+        qt.read_table(tmp_path / "other.csv")
 
 
 def test_medians_gaps_and_worse_than_nothing(table):
-    med = {r["variant"]: r for r in study.median_table(table)}
+    med = {r["variant"]: r for r in qt.median_table(table)}
     assert list(med) == ["noisy", "offline", "stateless"]
     assert med["noisy"]["dnsmos_ovrl"] == 2.5 and med["noisy"]["clips"] == 3 and med["noisy"]["clean_clips"] == 2
     assert med["noisy"]["pesq"] == pytest.approx(1.5)  # the blind clip's nan is left out
     assert med["stateless"]["chunk"] == 7 and med["offline"]["snr_diff_db"] == math.inf
-    gap = study.paired_gap(table, "dnsmos_ovrl", "stateless", "offline")
+    gap = qt.paired_gap(table, "dnsmos_ovrl", "stateless", "offline")
     assert gap == [{"model": "M", "chunk": 7, "clips": 3, "dnsmos_ovrl stateless-offline": -1.5,
                     "worst": -1.5, "best": -1.5}]
-    worse = study.below_noisy(list(med.values()), scores=("pesq", "dnsmos_ovrl"))
+    worse = qt.below_noisy(list(med.values()), scores=("pesq", "dnsmos_ovrl"))
     assert [(w["variant"], w["score"]) for w in worse] == [("stateless", "pesq"), ("stateless", "dnsmos_ovrl")]
     assert worse[0]["value"] == pytest.approx(1.0) and worse[0]["noisy"] == pytest.approx(1.5)
 
 
-def test_run_study_in_process_and_through_a_dask_scheduler(exported):
+def test_run_study_in_process_resumes_and_runs_through_a_dask_scheduler(exported, tmp_path):
     distributed = pytest.importorskip("distributed")
     root = exported(MODEL, "stateless").parent  # already exported there: reused, not exported again
     args = ([MODEL], [CLIP], [20])
     kw = dict(variants=["noisy", "stateless"], export_root=root, plc=False, progress=False, say=lambda s: None)
-    local = study.run_study(*args, workers=1, **kw)
+    ckpt = tmp_path / "partial.csv"
+    local = study.run_study(*args, workers=1, checkpoint=ckpt, **kw)
     assert [(r["variant"], r["chunk"]) for r in local] == [("noisy", None), ("stateless", 20)]
+    said = []
+    resumed = study.run_study(*args, workers=1, checkpoint=ckpt, **{**kw, "say": said.append})
+    assert any("2 of 2 cells already done" in s for s in said)  # nothing run again...
+    assert [r["score_s"] for r in resumed] == [r["score_s"] for r in local]  # ...the rows come from the file
+    assert len(qt.read_table(ckpt)) == 2
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=":0") as cluster:
         remote = study.run_study(*args, scheduler=cluster.scheduler_address, **kw)
@@ -211,7 +219,7 @@ def test_quality_figures_honour_ax_and_name_bad_input(table):
 
     from dfnb import quality_plot
 
-    med = study.median_table(table)
+    med = qt.median_table(table)
     fig, ax = plt.subplots()
     assert quality_plot.plot_quality(med, "dnsmos_ovrl", "M", ax=ax) is fig
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
