@@ -176,7 +176,7 @@ def score_output(output: Any, sr: int, *, clean: Any = None, reference: Any = No
     reference : array_like, optional
         A reference output (e.g. the offline model's): gives ``snr_diff_db``, the SNR of the difference.
     plc : bool
-        Also compute PLCMOS (about 1 s per 10 s of audio).
+        Also compute PLCMOS.
 
     Returns
     -------
