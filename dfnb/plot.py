@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DB_FLOOR", "spectrogram_db", "shared_db_limits", "plot_spectrogram", "plot_spectrograms",
     "plot_difference_spectrogram", "plot_error_vs_time", "plot_error_vs_chunk", "plot_latency", "save_figure",
-    "figure_axes", "titled",
+    "figure_axes", "titled", "pyplot",
 ]
 
 #: Lowest value spectrograms take, in dB (power re. a full-scale sine).
@@ -51,6 +51,11 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def pyplot():
+    """matplotlib.pyplot, with Agg chosen only when nobody chose a backend (for figure modules beside this one)."""
+    return _pyplot()
 
 
 def figure_axes(ax, figsize=(8.0, 3.5)):

@@ -27,9 +27,9 @@ def _src(cell: dict) -> str:
     return "".join(s) if isinstance(s, list) else s
 
 
-def test_the_six_notebooks_exist():
+def test_the_seven_notebooks_exist():
     stems = [p.stem[:2] for p in SOURCES]
-    assert stems == ["00", "01", "02", "03", "04", "05"], f"notebooks/ holds {[p.name for p in SOURCES]}"
+    assert stems == ["00", "01", "02", "03", "04", "05", "06"], f"notebooks/ holds {[p.name for p in SOURCES]}"
     orphans = {p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")} - {p.stem for p in SOURCES}
     assert not orphans, f"notebooks without a .py source: {sorted(orphans)}; the .py is the source of truth"
 
