@@ -166,7 +166,7 @@ def plot_error_vs_chunk(chunks: Sequence[int], snrs: Mapping[str, Sequence[float
         if y.shape != x.shape:
             raise DfnbError(f"{name!r} has {y.size} SNRs for {x.size} chunk sizes: give one SNR per chunk size")
     top, clipped = _display_top(ys, ymax)
-    fig, ax = axes_for(ax, figsize=(6.5, 4.0))
+    fig, ax = axes_for(ax, figsize=(9.0, 4.0))
     log = x.size and np.all(x > 0)
     n = len(ys)
     offsets = {k: x * 2.0 ** (0.035 * (i - (n - 1) / 2)) if log else x for i, k in enumerate(ys)}
