@@ -28,36 +28,39 @@ __all__ = ["coincident_labels", "styled_lines", "plot_error_vs_time", "plot_lsnr
 _STYLES = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 1)), "P")]
 
 
-def coincident_labels(series: Mapping[str, np.ndarray], tol: float = 1.0) -> dict[str, str]:
+def coincident_labels(series: Mapping[str, np.ndarray], tol: float = 1.0, x: Mapping | None = None) -> dict[str, str]:
     """Legend labels that say when a line is hidden: ``"full (hidden under step)"`` if every point of ``full`` is
-    within ``tol`` of a line drawn after it (non-finite points must match exactly); other names unchanged."""
+    within ``tol`` of a line drawn after it (non-finite points must match exactly; with ``x`` — one x array per
+    series — the x values must match too); other names unchanged."""
     names = list(series)
     arrays = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in series.items()}
     labels = {}
     for i, a in enumerate(names):
         under = []
         for b in names[i + 1:]:
-            x, y = arrays[a], arrays[b]
-            fin = np.isfinite(x) & np.isfinite(y)
-            if x.shape == y.shape and fin.any() and np.array_equal(np.isfinite(x), np.isfinite(y)) and \
-                    np.all(np.abs(x[fin] - y[fin]) <= tol):
+            p, q = arrays[a], arrays[b]
+            if p.shape != q.shape or (x is not None and not np.allclose(x[a], x[b], rtol=1e-3)):
+                continue
+            fin = np.isfinite(p) & np.isfinite(q)
+            if fin.any() and np.array_equal(np.isfinite(p), np.isfinite(q)) and np.all(np.abs(p[fin] - q[fin]) <= tol):
                 under.append(b)
         labels[a] = f"{a} (hidden under {', '.join(under)})" if under else a
     return labels
 
 
 def styled_lines(ax, x, series: Mapping[str, np.ndarray], *, markers: bool = False, tol: float = 1.0,
-                 lw: float = 1.2) -> None:
+                 lw: float = 1.2, labels: Mapping[str, str] | None = None) -> None:
     """Draw ``series`` against ``x`` (shared, or ``{name: x}``) with distinct line styles (and markers); a line
     that a later one hides is drawn wider, so it shows as a rim around it, and its label says so
-    (:func:`coincident_labels`)."""
-    labels = coincident_labels(series, tol)
+    (:func:`coincident_labels`, or the given ``labels``)."""
+    if labels is None:
+        labels = coincident_labels(series, tol, x if isinstance(x, Mapping) else None)
     for i, (name, y) in enumerate(series.items()):
         ls, mk = _STYLES[i % len(_STYLES)]
         hidden = labels[name] != name
         ax.plot(x[name] if isinstance(x, Mapping) else x, y, ls="-" if hidden else ls, marker=mk if markers else None,
-                ms=9 if hidden else 5, mfc="none" if hidden else None, lw=lw + 2.5 if hidden else lw, alpha=0.55 if hidden else 1.0,
-                label=labels[name], zorder=2 + i, gid=f"series:{name}")
+                ms=9 if hidden else 5, mfc="none" if hidden else None, lw=lw + 2.5 if hidden else lw,
+                alpha=0.55 if hidden else 1.0, label=labels[name], zorder=2 + i, gid=f"series:{name}")
 
 
 def _display_top(curves: Mapping[str, np.ndarray], ymax) -> tuple[float, bool]:
@@ -100,7 +103,7 @@ def plot_error_vs_time(reference, tests: Mapping[str, np.ndarray], sr: int = 480
                                                            delay_samples=delay_samples)
     curves = {name: error_per_hop(ref, test, hop) for name, test in tests.items()}  # validates before drawing
     top, clipped = _display_top(curves, ymax)
-    fig, ax = axes_for(ax)
+    fig, ax = axes_for(ax, figsize=(10.0, 3.8))
     t = (np.arange(-(-ref.size // hop)) + 0.5) * hop / sr
     styled_lines(ax, t, {k: np.minimum(c, top) for k, c in curves.items()}, lw=1.0)
     detail = f"hop {hop}"
@@ -170,7 +173,8 @@ def plot_error_vs_chunk(chunks: Sequence[int], snrs: Mapping[str, Sequence[float
     log = x.size and np.all(x > 0)
     n = len(ys)
     offsets = {k: x * 2.0 ** (0.035 * (i - (n - 1) / 2)) if log else x for i, k in enumerate(ys)}
-    styled_lines(ax, offsets, {k: np.minimum(y, top) for k, y in ys.items()}, markers=True, tol=1.0)
+    styled_lines(ax, offsets, {k: np.minimum(y, top) for k, y in ys.items()}, markers=True,
+                 labels=coincident_labels(ys, 1.0))  # hidden by value at the same chunk size, before the offsets
     if log:
         ax.set_xscale("log", base=2)
         ax.set_xticks(x, [f"{c:g}" for c in x])

@@ -54,7 +54,7 @@ def _marks(ax, boundaries, window) -> None:
     if window is not None:
         b = b[(b >= window[0]) & (b <= window[1])]
     for t in b:
-        ax.axvline(t, color="k", ls=":", lw=0.7, alpha=0.6, gid="chunk-boundary")
+        ax.axvline(t, color="k", ls=(0, (3, 2)), lw=1.0, alpha=0.8, gid="chunk-boundary")
 
 
 def plot_hidden_heatmap(h: np.ndarray, hop_s: float = 0.01, *, ax=None, title: str = "", vmin: float = -1,
@@ -146,7 +146,7 @@ def plot_pca_path(states: Mapping[str, np.ndarray], *, ax=None, title: str = "",
                        gid=f"pca-marks:{name}")
     ax.set_xlabel(f"PC1 ({100 * ratio[0]:.1f}% var)")
     ax.set_ylabel(f"PC2 ({100 * ratio[1]:.1f}% var)")
-    detail = "PCA of hidden states (o start, ■ end" + (", • chunk starts)" if marks is not None else ")")
+    detail = "PCA (o start, ■ end" + (", • call starts)" if marks is not None else ")")
     ax.set_title(join_title(title, detail))
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)

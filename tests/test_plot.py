@@ -178,6 +178,8 @@ def test_overlapping_lines_are_named_and_styled():
     labels = P.coincident_labels({"full": a, "step": a + 0.1, "gru": a + 5})
     assert labels == {"full": "full (hidden under step)", "step": "step", "gru": "gru"}
     assert P.coincident_labels({"x": [np.inf, 1.0], "y": [1.0, 1.0]})["x"] == "x"  # inf only matches inf
+    same_y = {"full": [133.0, 133.1], "step": [133.0, 133.1]}
+    assert P.coincident_labels(same_y, x={"full": [60, 120], "step": [65, 140]})["full"] == "full"  # elsewhere in x
     fig = P.plot_lsnr({"offline": a, "full": a, "stateless": a + 3})
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
