@@ -260,9 +260,9 @@ def _fidelity_jobs(args) -> tuple[list, dict]:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The options of ``dfnb report`` / ``python -m dfnb.report``."""
-    ap.add_argument("--clip", action="append", metavar="NAME|PATH",
-                    help="a clip name (data/manifest.json) or any audio file; repeat for several")
-    ap.add_argument("--folder", action="append", metavar="DIR", help="an exported folder to check; repeat for several")
+    ap.add_argument("--clip", action="extend", nargs="+", metavar="NAME|PATH",
+                    help="clip names (data/manifest.json) or audio files; one report per clip and folder")
+    ap.add_argument("--folder", action="extend", nargs="+", metavar="DIR", help="exported folders to check")
     ap.add_argument("--model", default=None, help="reference model (default: the folder's manifest, else DeepFilterNet3)")
     ap.add_argument("--chunk", type=int, default=7, help="hops per call for the detailed figures (default 7)")
     ap.add_argument("--downmix", action="store_true", help="average the channels of a multichannel clip")
@@ -286,6 +286,10 @@ def run(args, command: list[str] | None = None) -> int:
     numbered = find_notebooks(only=args.only) if (args.only is not None or not fidelity) else []
     if not jobs and not numbered:
         raise DfnbError(f"no notebooks matching {args.only or '*'} in {NOTEBOOKS_DIR}; see `dfnb report --help`.")
+    index = args.out / "index.html"
+    if index.exists() and "<title>dfnb report</title>" not in index.read_text(encoding="utf-8", errors="replace"):
+        raise DfnbError(f"{args.out} holds an index.html that dfnb report did not write; choose another --out "
+                        "folder (pages and index.html are written there).")
     names[args.out.resolve()] = "."
     scrub = Scrubber(names)
     mode = "FAST mode" if args.fast else "full mode"

@@ -86,6 +86,12 @@ def test_bad_inputs_fail_before_any_notebook_runs(tmp_path, exported):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 7 and "not a folder" in r.stderr
     assert not (tmp_path / "r").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "index.html").write_text("my own page")
+    r = subprocess.run([str(DFNB), "report", "--folder", str(folder), "--out", str(tmp_path / "mine")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "did not write" in r.stderr
+    assert (tmp_path / "mine" / "index.html").read_text() == "my own page"
 
 
 @pytest.mark.slow
