@@ -3,8 +3,9 @@
 :func:`collect` records what a reader needs to trust or reproduce a report — the dfnb commit (and whether the
 checkout had uncommitted changes), the versions of dfnb, torch, onnxruntime, onnx, deepfilternet and numpy, the
 date, the machine (OS, CPU, cores) and the exact command. :class:`Scrubber` rewrites absolute paths into names a
-shared page can show: a file or folder the user passed becomes its name, the repository ``[repo]``, the
-temporary directory ``[tmp]``, the home directory ``~``, the Python installation ``[python]``.
+shared page can show: a file or folder the user passed becomes its name, the repository ``[repo]``, the shared
+assets ``[shared]`` (or ``$DFNB_MIRROR``), the temporary directory ``[tmp]``, the home directory ``~``, the Python
+installation ``[python]``.
 
 Notebook: fidelity_report
 """
@@ -23,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .assets import REPO_ROOT
+from .assets import MIRROR_ENV, REPO_ROOT, mirror_dir, shared_dir
 
 __all__ = ["PACKAGES", "Scrubber", "git_commit", "collect", "markdown"]
 
@@ -66,8 +67,10 @@ class Scrubber:
         for p, name in (names or {}).items():
             for variant in {str(p), str(Path(p).absolute()), str(Path(p).resolve())}:
                 pairs[variant.rstrip("/")] = name
-        roots = [(REPO_ROOT, "[repo]"), (Path(sys.prefix), "[python]"), (Path(sys.base_prefix), "[python]"),
-                 (Path(tempfile.gettempdir()), "[tmp]"), (Path.home(), "~")]
+        roots = [(REPO_ROOT, "[repo]"), (shared_dir(), "[shared]"), (Path(sys.prefix), "[python]"),
+                 (Path(sys.base_prefix), "[python]"), (Path(tempfile.gettempdir()), "[tmp]"), (Path.home(), "~")]
+        if mirror_dir() is not None:
+            roots.insert(0, (mirror_dir(), f"${MIRROR_ENV}"))
         for p, name in roots:
             for variant in {str(p), str(p.resolve())}:
                 if len(variant) > 1:

@@ -128,6 +128,9 @@ def _clean(nb, scrub: Scrubber, prov_md: str | None) -> dict | None:
                             or o.get("data")]
         cell.get("metadata", {}).pop("papermill", None)
     nb.metadata.pop("papermill", None)
+    question = re.search(r"\*\*Question:\s*(.+?)\*\*", nb.cells[0].source, re.S) if nb.cells else None
+    if question:
+        summary = {**(summary or {}), "question": " ".join(question.group(1).split())}
     if prov_md:
         nb.cells.insert(1 if nb.cells else 0, nbformat.v4.new_markdown_cell(prov_md))
     return summary
@@ -194,8 +197,10 @@ def _index(out_dir: Path, results: list, prov_md: str) -> Path:
     rows, heads = [], []
     for html_path, error, seconds, summary in results:
         status = f"FAILED — {html.escape(error)}" if error else f"ok, {seconds:.0f} s"
-        rows.append(f'<li><a href="{html_path.name}">{html_path.stem}</a> ({status})</li>')
-        if summary:
+        size = f", {html_path.stat().st_size / 1e6:.1f} MB" if html_path.exists() else ""
+        ask = f"<br><small>{html.escape(summary['question'])}</small>" if summary and "question" in summary else ""
+        rows.append(f'<li><a href="{html_path.name}">{html_path.stem}</a> ({status}{size}){ask}</li>')
+        if summary and "worst_db" in summary:
             worst = summary.get("worst_db", float("nan"))
             heads.append(f"<tr><td>{html.escape(str(summary.get('clip')))}</td><td>{html.escape(str(summary.get('tested')))}"
                          f" ({html.escape(str(summary.get('variant')))})</td><td>{html.escape(str(summary.get('model')))}"

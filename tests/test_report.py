@@ -33,6 +33,9 @@ def test_scrubber_names_instead_of_paths(tmp_path):
     assert clean == "read take 1.wav, wrote ./a.html, code in [repo]/dfnb, [tmp]/x"
     assert scrub(f"{tempfile.gettempdir()}foo") == f"{tempfile.gettempdir()}foo"  # only whole path components
     assert scrub(str(Path.home() / "x")) == "~/x"
+    from dfnb.assets import shared_dir
+
+    assert scrub(f"weights at {shared_dir() / 'models' / 'a.tar.gz'}") == "weights at [shared]/models/a.tar.gz"
 
 
 def test_provenance_says_what_ran_where(tmp_path):
