@@ -24,7 +24,7 @@ from .errors import AssetNotFoundError, DfnbError
 __all__ = ["EXACT_DB", "DEFAULT_MODEL", "UserClip", "load_user_clip", "folder_model", "sweep", "verdict",
            "display_name"]
 
-#: SNR of the difference (dB) at or above which two outputs count as equal: float32 round-off is ~130 dB.
+#: SNR of the difference (dB) at or above which two outputs count as equal (float32 round-off lies above it).
 EXACT_DB = 90.0
 #: The reference model of a folder that does not say (no manifest.json) and of a report without a folder.
 DEFAULT_MODEL = "DeepFilterNet3"
@@ -51,8 +51,21 @@ def load_user_clip(clip: str | Path, *, downmix: bool = False, max_seconds: floa
                    sr: int = 48000) -> UserClip:
     """A clip name from ``data/manifest.json`` or the path of any audio file, as 48 kHz mono float32.
 
-    Other sample rates are resampled (soxr); a multichannel file raises :class:`~dfnb.errors.AudioError` unless
-    ``downmix`` (average of the channels); ``max_seconds`` keeps the beginning only. ``notes`` says what was done.
+    Parameters
+    ----------
+    clip : str or path
+        A file soundfile can read (any sample rate; resampled with soxr), or a manifest clip name (then its clean
+        reference comes along).
+    downmix : bool
+        Average the channels of a multichannel file; without it such a file raises
+        :class:`~dfnb.errors.AudioError`.
+    max_seconds : float, optional
+        Keep only the beginning.
+
+    Returns
+    -------
+    UserClip
+        ``notes`` says what was done (resampled, downmixed, cut).
 
     Examples
     --------
@@ -115,8 +128,26 @@ def sweep(make: Callable[[], Any], audio: np.ndarray, reference: np.ndarray, chu
           keep: int | None = None) -> tuple[dict[int, float], np.ndarray | None, Any]:
     """SNR of the difference against ``reference`` of ``enhance(make(), audio, chunk=c)`` for every ``c``.
 
-    Returns ``({chunk: dB}, output at chunk keep, the runtime that produced it)`` (None, None when ``keep`` is
-    not among ``chunks``).
+    Parameters
+    ----------
+    make : callable
+        Returns a fresh :class:`dfnb.runtime.Runtime` (e.g. ``lambda: open_host(folder, probes=True)``).
+    audio, reference : numpy.ndarray
+        The 48 kHz input and the offline output to compare with.
+    chunks : sequence of int
+        Hops per call to try.
+    keep : int, optional
+        The chunk size whose output and runtime (its ``trace``) to return.
+
+    Returns
+    -------
+    tuple
+        ``({chunk: dB}, output at chunk keep, the runtime that produced it)`` (None, None when ``keep`` is not
+        among ``chunks``).
+
+    Examples
+    --------
+    >>> snrs, y, rt = sweep(lambda: open_host("models/dfn3_full"), x, ref, [1, 7], keep=7)  # doctest: +SKIP
 
     Notebook: fidelity_report
     """

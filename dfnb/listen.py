@@ -43,7 +43,7 @@ def residual(a, b) -> np.ndarray:
 
 
 def _flac(player):
-    """The player's 16-bit WAV re-encoded losslessly as FLAC (about half the size in a page), when libsndfile can."""
+    """The player's 16-bit WAV re-encoded losslessly as FLAC (smaller pages), when libsndfile can."""
     import io
 
     import soundfile as sf

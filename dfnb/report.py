@@ -282,8 +282,28 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def run(args, command: list[str] | None = None) -> int:
-    """Run what ``args`` asks for (``command``: the command line to record, default ``sys.argv``); 0 when every
-    page rendered, 1 when a notebook failed."""
+    """Render the pages ``args`` asks for (the options of :func:`add_arguments`).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``clip``, ``folder``, ``model``, ``chunk``, ``downmix``, ``max_seconds``, ``out``, ``only``, ``fast``,
+        ``show_code``, ``kernel``, ``timeout``. Clips and folders are checked before anything runs.
+    command : list of str, optional
+        The command line to record in the provenance header (default ``sys.argv``).
+
+    Returns
+    -------
+    int
+        0 when every page rendered, 1 when a notebook failed (its page holds the traceback).
+
+    Examples
+    --------
+    >>> from dfnb.cli import build_parser  # doctest: +SKIP
+    >>> run(build_parser().parse_args(["report", "--clip", "my.wav", "--folder", "models/dfn3_full"]))  # doctest: +SKIP
+
+    Notebook: fidelity_report
+    """
     if args.chunk < 1:
         raise DfnbError(f"--chunk must be a positive number of hops, got {args.chunk}.")
     fidelity = bool(args.clip or args.folder)
