@@ -202,11 +202,12 @@ for ax, key in zip(axes, ("PESQ", "SNR impr. (dB)")):
         vals = [r[key] for r in quality if r["model"] == name]
         (mean_marker,) = ax.plot(d_ms, np.mean(vals), "D", ms=9, label=f"{name} (mean {np.mean(vals):.2f})")
         ax.scatter([d_ms] * len(vals), vals, alpha=0.4, color=mean_marker.get_color())
-    ax.set_xlabel("stream delay (ms; models offset by ≤ 1.2 ms so that equal delays stay visible)")
+    ax.set_xlabel("stream delay (ms)")
     ax.set_ylabel(key)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small")
-fig.suptitle(f"quality vs delay, {len(CLIPS)} VoiceBank-DEMAND clip(s) (dots: clips, diamonds: means)");
+fig.suptitle(f"quality vs delay, {len(CLIPS)} VoiceBank-DEMAND clip(s) (dots: clips, diamonds: means; models "
+             "offset by ≤ 1.2 ms so that equal delays stay visible)");
 
 # %% [markdown]
 # ## Summary
