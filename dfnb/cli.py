@@ -1,4 +1,4 @@
-"""The ``dfnb`` command line: ``models``, ``enhance``, ``export``, ``inspect``, ``demo``.
+"""The ``dfnb`` command line: ``models``, ``enhance``, ``export``, ``inspect``, ``report``, ``demo``.
 
 Every failure ends in one line on stderr that says what was wrong and what to do, and a distinct exit code:
 
@@ -184,6 +184,15 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """Render notebooks as shareable HTML; with --clip/--folder, the fidelity report of the user's clip and folder."""
+    import sys
+
+    from .report import run
+
+    return run(args, ["dfnb", *sys.argv[1:]])
+
+
 def cmd_demo(args) -> int:
     """The main job (what `make demo` runs); its --out folder and files are checked before any work."""
     from .demo import run_demo
@@ -255,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("inspect", help="describe a model folder and check it is complete and consistent")
     s.add_argument("folder")
     s.set_defaults(func=cmd_inspect)
+    s = sub.add_parser("report", help="fidelity report of your clip through your folder (--clip, --folder), or "
+                                      "the notebooks, as self-contained HTML")
+    from .report import add_arguments
+
+    add_arguments(s)
+    s.set_defaults(func=cmd_report)
     s = sub.add_parser("demo", help="the main job: enhance a clip, export dfn3_h0 + full, print the fidelity table")
     s.add_argument("--out", default="out", help="where wavs and PNGs go (default ./out)")
     s.add_argument("--quick", action="store_true", help="shorter run (one chunk size)")

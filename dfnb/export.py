@@ -145,6 +145,27 @@ def _onnx_export(module, args: tuple, path: Path, in_names: list[str], out_names
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True)
 
 
+def _name_output_dims(path: Path, outputs: dict) -> None:
+    """Give the graph outputs readable dims: the time axis ``S`` (as the inputs), every other axis its fixed size.
+
+    The TorchScript exporter names the output dims it cannot infer after the node that made them
+    (``Reluemb_dim_0``, ``GRUh1_dim_1``); the sizes are known from the export's own PyTorch run (``outputs``:
+    name -> tensor), so they are written in before the graph is verified.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    for v in model.graph.output:
+        shape = tuple(outputs[v.name].shape)
+        for i, d in enumerate(v.type.tensor_type.shape.dim):
+            if d.dim_param and d.dim_param != "S":
+                if _TIME_AXIS.get(v.name) == i:
+                    d.dim_param = "S"
+                else:
+                    d.dim_value = int(shape[i])  # a dim is a oneof: setting the value drops the generated name
+    onnx.save(model, str(path))
+
+
 def _check_against_torch(path: Path, module, chunks: list[tuple], in_names: list[str], out_names: list[str],
                          n_state: int) -> float:
     """Run two consecutive chunks through ORT and torch, carrying states; return the max abs difference."""
@@ -199,6 +220,8 @@ def _write_three_files(loaded: Any, step_model: Any, variant: str, tmp: Path, fe
         dyn = {n: {_TIME_AXIS[n]: "S"} for n in base_in + base_out}
         path = tmp / f"{owner}.onnx"
         _onnx_export(mod, chunks[0], path, in_names, out_names, dyn)
+        with torch.no_grad():
+            _name_output_dims(path, dict(zip(out_names, mod(*chunks[0]))))
         report[path.name] = _check_against_torch(path, mod, chunks, in_names, out_names, len(mine))
     return report
 

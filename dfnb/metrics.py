@@ -32,6 +32,8 @@ __all__ = [
     "align",
     "error_per_hop",
     "speech_active_hops",
+    "boundary_times",
+    "error_by_position",
     "lsnr_error",
     "metrics_table",
 ]
@@ -227,6 +229,46 @@ def speech_active_hops(clean_or_signal, hop: int = 480, threshold_db: float = -4
     with np.errstate(divide="ignore"):
         db = 10.0 * np.log10(e)
     return db >= db.max() - abs(float(threshold_db))
+
+
+def boundary_times(n_samples: int, sr: int = 48000, *, chunk_hops: int, hop: int = 480,
+                   delay_samples: int = 0) -> np.ndarray:
+    """Chunk boundaries in *output* time, in seconds: call ``k`` starts at input sample ``k·chunk·hop``; after the
+    runtime's ``delay_samples`` are removed (:func:`dfnb.runtime.enhance`), its first output sample lands at
+    ``k·chunk·hop − delay_samples``. Only boundaries strictly inside ``(0, n_samples)`` are returned.
+
+    Notebook: 01_why_stateless_diverges
+    """
+    if isinstance(chunk_hops, bool) or not isinstance(chunk_hops, (int, np.integer)) or chunk_hops <= 0:
+        raise DfnbError(f"chunk_hops must be a positive number of hops, got {chunk_hops!r}")
+    step = int(chunk_hops) * int(hop)
+    b = np.arange(step, int(n_samples) + int(delay_samples) + step, step) - int(delay_samples)
+    return b[(b > 0) & (b < n_samples)] / float(sr)
+
+
+def error_by_position(reference, test, chunk_hops: int, *, hop: int = 480, delay_samples: int = 0,
+                      mask=None) -> np.ndarray:
+    """Median per-hop SNR of the difference at each position ``0 .. chunk_hops-1`` inside a host call, counted in
+    *output* time: position 0 is the first output hop of a call once the runtime's ``delay_samples`` are removed
+    (so an artifact made at a call boundary lands at position 0). ``mask`` (bool per hop, e.g.
+    :func:`speech_active_hops` of the clean speech) keeps only those hops; a position with no hop gives nan.
+
+    Notebook: 01_why_stateless_diverges
+    """
+    if isinstance(chunk_hops, bool) or not isinstance(chunk_hops, (int, np.integer)) or chunk_hops <= 0:
+        raise DfnbError(f"chunk_hops must be a positive number of hops, got {chunk_hops!r}")
+    e = error_per_hop(reference, test, hop)
+    keep = np.ones(e.size, bool) if mask is None else np.asarray(mask, bool)
+    n = min(e.size, keep.size)
+    pos = (np.arange(n) + int(delay_samples) // hop) % chunk_hops
+    out = np.full(chunk_hops, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan positions (silent hops) stay nan
+        for p in range(chunk_hops):
+            sel = e[:n][(pos == p) & keep[:n]]
+            if sel.size:
+                out[p] = np.nanmedian(sel)
+    return out
 
 
 def lsnr_error(ref_lsnr, test_lsnr) -> float:

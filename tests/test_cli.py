@@ -20,7 +20,7 @@ from dfnb import cli, errors
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import error_table as et
 
-COMMANDS = [[], ["models"], ["enhance"], ["export"], ["inspect"], ["demo"]]
+COMMANDS = [[], ["models"], ["enhance"], ["export"], ["inspect"], ["report"], ["demo"]]
 
 
 @pytest.fixture(scope="session")
