@@ -95,7 +95,7 @@ def _runtime_for(args, is_folder: bool):
         return Stream(m), "PyTorch streaming step"
     from .offline import BlockOffline
 
-    return BlockOffline(m), "PyTorch offline (10 s blocks, every state carried)"
+    return BlockOffline(m), "PyTorch offline (5 s blocks, every state carried)"
 
 
 def cmd_enhance(args) -> int:
@@ -220,10 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a model name (DeepFilterNet3, DeepFilterNet2, DeepFilterNet3_ll, DeepFilterNet2_ll) or an "
                         "exported folder (run with the onnxruntime host)")
     s.add_argument("--runtime", choices=RUNTIMES, default=None,
-                   help="for a model name: offline (default: the full-sequence model run over 10 s blocks with "
+                   help="for a model name: offline (default: the full-sequence model run over 5 s blocks with "
                         "every state carried) or stream (PyTorch streaming step)")
     s.add_argument("--chunk", type=int, default=None,
-                   help="hops (10 ms) per runtime call (default 1 for stream/host runtimes, 1000 for offline)")
+                   help="hops (10 ms) per runtime call (default 1 for stream/host runtimes, 500 for offline)")
     s.add_argument("--host", choices=("auto", "onnx", "fast"), default="auto",
                    help="for a folder: auto (default: the fastest exact host that serves it), onnx (the general "
                         "onnxruntime host) or fast (step folders)")

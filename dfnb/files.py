@@ -10,7 +10,7 @@ when everything succeeded (:func:`dfnb.audio.audio_writer`). The output has exac
 sample rate and lines up with it sample by sample.
 
 What stays in memory is one block of audio and the runtime's state, whatever the length. The offline
-reference does this too: :class:`dfnb.offline.BlockOffline` runs the PyTorch model over 10 s blocks with every
+reference does this too: :class:`dfnb.offline.BlockOffline` runs the PyTorch model over 5 s blocks with every
 state carried. ``benchmarks/file_memory.py`` prints peak RSS and time for 1 min, 10 min and 2 h files.
 
 Notebook: 05_realtime
@@ -125,7 +125,7 @@ def enhance_file(runtime: Any, src: str | os.PathLike, dst: str | os.PathLike, *
         ``dst`` is checked before any work (:func:`dfnb.audio.check_output`): never the input, never a file
         dfnb did not write, replaced only with ``overwrite=True``.
     chunk : int, optional
-        Hops per runtime call (default ``runtime.default_chunk``: 1 for the realtime runtimes, 1000 for
+        Hops per runtime call (default ``runtime.default_chunk``: 1 for the realtime runtimes, 500 for
         :class:`~dfnb.offline.BlockOffline`).
     subtype : str, optional
         Output sample format (:func:`dfnb.audio.output_format`).

@@ -155,7 +155,7 @@ def check_loaded(loaded: Any, what: str) -> Any:
 
 class BlockOffline(FrameRuntime):
     """The offline model as a :class:`~dfnb.runtime.Runtime`: deepfilternet's modules run over each call's frames
-    (a block: ``default_chunk`` hops = 10 s from :func:`dfnb.files.enhance_file`), every state carried.
+    (a block: ``default_chunk`` hops = 5 s from :func:`dfnb.files.enhance_file`; the block size trades memory for speed), every state carried.
 
     Its output equals :func:`enhance_offline`'s (one ``DfNet.forward`` over the whole file) up to float
     rounding, for any length, in memory that does not grow with the length; ``benchmarks/file_memory.py``
@@ -169,7 +169,7 @@ class BlockOffline(FrameRuntime):
     Notebook: 00_tour
     """
 
-    default_chunk = 1000
+    default_chunk = 500
 
     def __init__(self, loaded: Any, *, probes=False):
         from .streaming import StepModel
