@@ -16,7 +16,8 @@ import numpy as np
 
 from .errors import ArgumentError, DfnbError
 
-__all__ = ["check_flag", "check_int", "check_number", "check_path", "check_choice", "check_names", "shown"]
+__all__ = ["check_flag", "check_int", "check_number", "check_path", "check_paths", "check_choice", "check_names",
+           "shown"]
 
 
 def shown(value: Any) -> str:
@@ -60,6 +61,20 @@ def check_path(value: Any, name: str, *, error: type[DfnbError] = ArgumentError,
     if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes) and str(value):
         return Path(value)
     raise error(f"{name} must be {what} (str or pathlib.Path), got {shown(value)}.")
+
+
+def check_paths(value: Any, name: str, *, error: type[DfnbError] = ArgumentError) -> list[Path]:
+    """An iterable of paths (``sources=[input_file]``) as a list of :class:`~pathlib.Path`; ``None`` items skipped."""
+    if isinstance(value, (str, os.PathLike)):
+        value = [value]
+    try:
+        items = list(value)
+    except TypeError:
+        items = None
+    if items is None or not all(v is None or (isinstance(v, (str, os.PathLike)) and not isinstance(v, bytes))
+                                for v in items):
+        raise error(f"{name} must be a list of paths (str or pathlib.Path), got {shown(value)}.")
+    return [Path(v) for v in items if v is not None]
 
 
 def check_choice(value: Any, name: str, choices: Iterable[str], *, error: type[DfnbError] = ArgumentError) -> str:

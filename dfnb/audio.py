@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from dfnb.args import check_flag, check_path
+from dfnb.args import check_flag, check_path, check_paths
 from dfnb.errors import AudioError
 from dfnb.placement import building_file, check_target, marker_text
 
@@ -110,6 +110,8 @@ def check_audio(x: Any, sr: Any, *, min_samples: int = 1, name: str = "audio") -
     unchanged.
     """
     sr = check_sr(sr, name=name)
+    if isinstance(min_samples, bool) or not isinstance(min_samples, (int, np.integer)) or min_samples < 0:
+        raise AudioError(f"{name}: min_samples must be an int >= 0, got {min_samples!r}.")
     a = np.asarray(x)
     if a.ndim != 1:
         hint = ("it looks like [channels, samples] or [samples, channels]: average the channels "
@@ -273,7 +275,10 @@ def output_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[
     """
     import soundfile as sf
 
-    p = Path(path)
+    p = check_path(path, "output path", error=AudioError, what="the path of an audio file")
+    if subtype is not None and not isinstance(subtype, str):
+        raise AudioError(f"cannot write {p}: subtype must be one of {', '.join(OUTPUT_SUBTYPES)} or None, got "
+                         f"{subtype!r}.")
     container = p.suffix.lstrip(".").upper()
     if not container or container not in sf.available_formats():
         raise AudioError(f"cannot write {p}: unknown audio format {p.suffix!r}; use .wav or .flac.")
@@ -307,6 +312,8 @@ def check_output(path: str | os.PathLike, *, subtype: str | None = None, overwri
     Notebook: 00_tour
     """
     fmt = output_format(path, subtype)
+    overwrite = check_flag(overwrite, "overwrite", error=AudioError)
+    sources = check_paths(sources, "sources", error=AudioError)
     check_target(path, folder=False, replace=overwrite, sources=sources, error=AudioError, make_parent=False,
                  force_hint="overwrite=True (CLI: --force)", what="output path")
     return fmt
@@ -330,8 +337,9 @@ def audio_writer(path: str | os.PathLike, sr: int, *, overwrite: bool = False, s
     """
     import soundfile as sf
 
-    p = Path(path)
+    p = check_path(path, "output path", error=AudioError, what="the path of an audio file")
     sr = check_sr(sr, name=f"audio to write to {p}")
+    sources = check_paths(sources, "sources", error=AudioError)
     container, subtype = check_output(p, subtype=subtype, overwrite=overwrite, sources=sources)
     fail = (sf.SoundFileError, RuntimeError, OSError)
     with building_file(p, replace=overwrite, sources=sources, error=AudioError, what="output path") as tmp:
@@ -371,7 +379,7 @@ def write_audio(path: str | os.PathLike, x: Any, sr: int, *, overwrite: bool = F
 
     Notebook: 00_tour
     """
-    p = Path(path)
+    p = check_path(path, "output path", error=AudioError, what="the path of an audio file")
     a = check_audio(x, sr, name=f"audio to write to {p}")
     with audio_writer(p, sr, overwrite=overwrite, subtype=subtype, sources=sources) as write:
         write(a)

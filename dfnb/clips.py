@@ -91,7 +91,7 @@ def clip_names(kind: str | None = None) -> list[str]:
 def clip_info(name: str) -> dict[str, Any]:
     """A copy of the manifest entry: name, file, sha256, source, licence, clean, kind, duration_s, sr, ..."""
     m = _manifest()
-    if name not in m:
+    if not isinstance(name, str) or name not in m:
         raise AssetNotFoundError(f"unknown clip {name!r}; known clips: {', '.join(m)} "
                                  f"(see {manifest_path()}).")
     return copy.deepcopy(m[name])

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import dsp
+from .args import check_int, check_path, shown
 from .assets import sha256_file
 from .errors import ModelFolderError, StateError
 from .layout import BASE_IO, FILES3, MANIFEST_FORMAT, VARIANTS, Layout, ModelConfig, StateDesc
@@ -99,8 +100,7 @@ def open_session(path: Path | str, threads: int = 1, config: dict | None = None,
     :class:`~dfnb.errors.ModelFolderError` when the file cannot be loaded."""
     import onnxruntime as ort
 
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ModelFolderError(f"threads must be a positive int, got {threads!r}.")
+    threads = check_int(threads, "threads", error=ModelFolderError, hint="onnxruntime intra-op threads, e.g. 1")
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
@@ -177,7 +177,8 @@ def inspect_folder(folder: Path | str, *, threads: int = 1, sessions: dict | Non
 
     Notebook: 02_stateful_export
     """
-    p = Path(folder)
+    p = check_path(folder, "folder", error=ModelFolderError, what="the path of a model folder")
+    threads = check_int(threads, "threads", error=ModelFolderError, hint="onnxruntime intra-op threads, e.g. 1")
     if not p.is_dir():
         raise ModelFolderError(f"model folder not found: {p}; export one with `dfnb export --model DeepFilterNet3 "
                                f"--variant full --out {p}` or pass an existing folder.")
@@ -332,8 +333,12 @@ def check_feeds(model: Any, feeds: dict) -> None:
 
     Notebook: 02_stateful_export
     """
-    sess = model if hasattr(model, "get_inputs") else open_session(Path(model), 1)
-    label = Path(model).name if isinstance(model, (str, Path)) else "the session"
+    if not hasattr(model, "get_inputs"):
+        model = check_path(model, "model", error=StateError, what="an onnxruntime session or the path of an .onnx file")
+    if not isinstance(feeds, dict):
+        raise StateError(f"feeds must be a dict of input name -> array, got {shown(feeds)}.")
+    sess = model if hasattr(model, "get_inputs") else open_session(model, 1)
+    label = model.name if isinstance(model, Path) else "the session"
     base = {n for ins, _ in BASE_IO.values() for n in ins}
     inputs = {i.name: i for i in sess.get_inputs()}
     problems = []

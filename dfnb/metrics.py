@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .args import check_number
 from .errors import AudioError, DfnbError
 
 __all__ = [
@@ -219,6 +220,7 @@ def error_per_hop(reference, test, hop: int = 480) -> np.ndarray:
 def speech_active_hops(clean_or_signal, hop: int = 480, threshold_db: float = -40.0) -> np.ndarray:
     """Boolean per hop: hop energy within ``|threshold_db|`` dB of the loudest hop (all False for silence)."""
     x = _as_signal(clean_or_signal, "signal")
+    threshold_db = check_number(threshold_db, "threshold_db")
     e = _hop_energies(x, hop)
     if not np.any(e > 0):
         return np.zeros(e.size, dtype=bool)

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import audio as audio_mod
 from . import dsp
-from .args import shown
+from .args import check_flag, check_number, shown
 from .errors import ArgumentError
 from .frames import FrameRuntime
 from .layout import Layout
@@ -110,7 +110,10 @@ def enhance_offline(loaded: Any, audio: np.ndarray, sr: int | None = None, *, pr
 
     Notebook: 00_tour
     """
-    cfg = dsp.DspConfig.from_spec(loaded.spec)
+    cfg = dsp.DspConfig.from_spec(check_loaded(loaded, "enhance_offline()").spec)
+    probes = check_flag(probes, "probes")
+    if atten_lim_db is not None:
+        atten_lim_db = check_number(atten_lim_db, "atten_lim_db")
     sr = cfg.sr if sr is None else audio_mod.check_sr(sr)  # int(sr) would turn 16000.5, "16000", True into rates
     output_sr = sr if output_sr is None else audio_mod.check_sr(output_sr, name="output_sr")
     x = audio_mod.check_audio(audio, sr)

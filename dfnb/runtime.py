@@ -259,7 +259,11 @@ class Feeder:
         self.runtime = check_runtime(runtime, "Feeder")
         self.hop = runtime.cfg.hop_size
         self.call = check_chunk(chunk) * self.hop
-        self.total_hops, self.progress = int(total_hops), progress
+        self.total_hops = check_int(total_hops, "total_hops", minimum=0)
+        if progress is not None and not callable(progress):
+            raise ArgumentError(f"progress must be a function progress(done_hops, total_hops) or None, got "
+                                f"{shown(progress)}.")
+        self.progress = progress
         self.samples_in = self.samples_out = self.hops_done = 0
         self._skip = int(runtime.delay_samples)
         self._pending: list[np.ndarray] = []
