@@ -83,8 +83,10 @@ def _runtime_for(args, is_folder: bool):
 
         kw = {"per_call_offline": True, "reset_dsp": args.reset_dsp} if args.per_call_offline else {}
         rt = open_host(args.model, host=args.host, **kw)
-        for note in rt.info.unverified:
-            print(f"dfnb enhance: note: unverified: {note}", file=sys.stderr)
+        if rt.info.unverified_keys:
+            print(f"dfnb enhance: note: config.ini values that {args.model}'s graphs do not hold and no manifest.json "
+                  f"records are used as written: {', '.join(rt.info.unverified_keys)} (`dfnb inspect` says why).",
+                  file=sys.stderr)
         return rt, rt.label
     from .models import load_model
 
@@ -168,7 +170,9 @@ def cmd_inspect(args) -> int:
     print("host keeps: " + ", ".join(f"{d.name} {list(d.shape)}" for d in info.layout.host_states(info.variant)))
     for u in info.unverified:
         print(f"unverified: {u}")
-    print("status:   complete and consistent")
+    print("status:   " + ("complete and consistent" if not info.unverified else
+                          f"consistent with everything its graphs hold; the {len(info.unverified)} item(s) above are "
+                          "unverified"))
     return 0
 
 
