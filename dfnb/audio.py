@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from dfnb.args import check_flag, check_path, check_paths
+from dfnb.args import check_flag, check_path, check_paths, shown
 from dfnb.errors import AudioError
 from dfnb.placement import building_file, check_target, marker_text
 
@@ -74,7 +74,7 @@ _INT_SCALE = {np.dtype(np.int8): 2.0**7, np.dtype(np.int16): 2.0**15, np.dtype(n
 def check_sr(sr: Any, *, name: str = "audio") -> int:
     """Return ``sr`` as an int, or raise :class:`AudioError` if it is not an integer in 8000..192000 Hz."""
     if isinstance(sr, bool) or not isinstance(sr, numbers.Real) or not float(sr).is_integer():
-        raise AudioError(f"{name}: sample rate {sr!r} is not an integer number of Hz; "
+        raise AudioError(f"{name}: sample rate {shown(sr)} is not an integer number of Hz; "
                          "pass an integer such as 16000 or 48000.")
     sr = int(sr)
     if not MIN_SR <= sr <= MAX_SR:
@@ -111,7 +111,7 @@ def check_audio(x: Any, sr: Any, *, min_samples: int = 1, name: str = "audio") -
     """
     sr = check_sr(sr, name=name)
     if isinstance(min_samples, bool) or not isinstance(min_samples, (int, np.integer)) or min_samples < 0:
-        raise AudioError(f"{name}: min_samples must be an int >= 0, got {min_samples!r}.")
+        raise AudioError(f"{name}: min_samples must be an int >= 0, got {shown(min_samples)}.")
     a = np.asarray(x)
     if a.ndim != 1:
         hint = ("it looks like [channels, samples] or [samples, channels]: average the channels "
@@ -278,7 +278,7 @@ def output_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[
     p = check_path(path, "output path", error=AudioError, what="the path of an audio file")
     if subtype is not None and not isinstance(subtype, str):
         raise AudioError(f"cannot write {p}: subtype must be one of {', '.join(OUTPUT_SUBTYPES)} or None, got "
-                         f"{subtype!r}.")
+                         f"{shown(subtype)}.")
     container = p.suffix.lstrip(".").upper()
     if not container or container not in sf.available_formats():
         raise AudioError(f"cannot write {p}: unknown audio format {p.suffix!r}; use .wav or .flac.")
@@ -289,7 +289,7 @@ def output_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[
                              f"{', '.join(sf.available_subtypes(container))}); use .wav (FLOAT, PCM_24, PCM_16) "
                              "or .flac (PCM_24, PCM_16).")
     if not sf.check_format(container, subtype):
-        raise AudioError(f"cannot write {p}: subtype {subtype!r} is not valid for {container} (it takes "
+        raise AudioError(f"cannot write {p}: subtype {shown(subtype)} is not valid for {container} (it takes "
                          f"{', '.join(sf.available_subtypes(container))}); use 'FLOAT', 'PCM_24' or 'PCM_16' "
                          "with .wav, 'PCM_24' or 'PCM_16' with .flac.")
     return container, subtype

@@ -294,7 +294,7 @@ def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = Fa
 
     check_loaded(loaded, "export_model()")
     if not isinstance(variant, str) or variant not in VARIANTS:
-        raise ExportError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+        raise ExportError(f"unknown variant {shown(variant)}; choose one of {', '.join(VARIANTS)}.")
     out = check_path(out, "out", error=ExportError, what="the path of the folder to export to")
     force = check_flag(force, "force", error=ExportError)
     t0 = time.perf_counter()

@@ -115,6 +115,8 @@ def open_session(path: Path | str, threads: int = 1, config: dict | None = None,
     import onnxruntime as ort
 
     threads = check_int(threads, "threads", error=ModelFolderError, hint="onnxruntime intra-op threads, e.g. 1")
+    if model is None:
+        path = check_path(path, "path", error=ModelFolderError, what="the path of an .onnx file")
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1

@@ -43,6 +43,7 @@ from typing import Any
 from dfnb import __version__
 from dfnb.assets import sha256_file
 from dfnb.compat import import_df
+from dfnb.args import shown
 from dfnb.errors import AssetNotFoundError, ChecksumError, ModelError
 from dfnb.placement import building_folder, check_target
 
@@ -298,9 +299,9 @@ def load_model(name_or_path: str | Path, *, models_dir: Path | None = None) -> L
     """Load a model by name (searched as the module docstring says) or from an explicit path."""
     if not isinstance(name_or_path, (str, os.PathLike)) or isinstance(name_or_path, bytes) or not str(name_or_path):
         raise ModelError(f"load_model() takes a model name ({', '.join(MODEL_NAMES)}) or the path of a release "
-                         f"tarball or checkpoint folder, got {name_or_path!r}.")
+                         f"tarball or checkpoint folder, got {shown(name_or_path)}.")
     if models_dir is not None and (not isinstance(models_dir, (str, os.PathLike)) or isinstance(models_dir, bytes)):
-        raise ModelError(f"models_dir must be a folder path or None, got {models_dir!r}.")
+        raise ModelError(f"models_dir must be a folder path or None, got {shown(models_dir)}.")
     mdir = _models_dir(models_dir)
     if isinstance(name_or_path, os.PathLike):
         name_or_path = Path(name_or_path)

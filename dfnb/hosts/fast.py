@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import dsp
-from ..args import check_flag
+from ..args import check_flag, shown
 from ..errors import ArgumentError, AudioError, ModelFolderError
 from ..folder import inspect_folder, open_session
 from ..runtime import Runtime
@@ -152,7 +152,7 @@ class FastStepHost(Runtime):
         self.folder = info.path
         if session_config is not None and not isinstance(session_config, dict):
             raise ArgumentError(f"session_config must be a dict of onnxruntime session config entries or None, got "
-                                f"{session_config!r}.")
+                                f"{shown(session_config)}.")
         if info.variant != "step":
             raise ModelFolderError(f"{self.folder} is a {info.variant!r} folder; FastStepHost runs step folders "
                                    "(dfnb export --variant step), use dfnb.hosts.onnx.Host for the others.")

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import dsp
-from ..args import check_flag
+from ..args import check_flag, shown
 from ..errors import StateError
 from ..folder import inspect_folder
 from ..frames import FrameRuntime
@@ -85,7 +85,7 @@ class Host(FrameRuntime):
     def set_state(self, name: str, value: np.ndarray) -> None:
         """Set one carried model state (e.g. ``h0``), checking its name, shape, dtype and values."""
         if not isinstance(name, str) or name not in self.states:
-            raise StateError(f"{name!r} is not a state of this {self.variant} folder; its states are "
+            raise StateError(f"{shown(name)} is not a state of this {self.variant} folder; its states are "
                              f"{sorted(self.states)}.")
         if value is None or isinstance(value, (str, bytes, dict)):
             raise StateError(f"state {name!r} must be a float32 array, got {type(value).__name__}.")
