@@ -17,7 +17,8 @@ code  meaning
 7     broken model folder (missing/corrupt/mixed files)
 8     export or output folder refused or failed (exists without --force, not dfnb's,
       the working folder, a file, unwritable)
-9     bad streaming state (wrong shape, missing state input)
+9     bad streaming state (wrong shape, NaN, missing state input, runtime used by two threads)
+10    a Python API argument of the wrong type or range (ArgumentError; not raised by the CLI)
 70    unexpected internal error (rerun with --debug for the traceback)
 130   interrupted
 ====  ===============================================================
@@ -70,14 +71,8 @@ def cmd_models(args) -> int:
     return 0
 
 
-def _read_input(path: str, downmix: bool):
-    from .audio import read_audio
-
-    return read_audio(path, downmix=downmix)
-
-
 def _runtime_for(args, is_folder: bool):
-    """The runtime ``dfnb enhance`` runs (None: the offline reference) and how to describe it."""
+    """The runtime ``dfnb enhance`` runs and how to describe it."""
     if is_folder:
         if args.runtime not in (None, "offline", "host"):
             raise DfnbError(f"--runtime {args.runtime} needs a model name, not a folder; omit --runtime to run the "
@@ -86,56 +81,49 @@ def _runtime_for(args, is_folder: bool):
 
         kw = {"per_call_offline": True, "reset_dsp": args.reset_dsp} if args.per_call_offline else {}
         rt = open_host(args.model, host=args.host, **kw)
-        return rt, f"{rt.label}, chunk {args.chunk}"
+        if rt.info.unverified_keys:
+            print(f"dfnb enhance: note: config.ini values that {args.model}'s graphs do not hold and no manifest.json "
+                  f"records are used as written: {', '.join(rt.info.unverified_keys)} (`dfnb inspect` says why).",
+                  file=sys.stderr)
+        return rt, rt.label
     from .models import load_model
 
     m = load_model(args.model)
     if (args.runtime or "offline") == "stream":
         from .streaming import Stream
 
-        return Stream(m), f"PyTorch streaming step, chunk {args.chunk}"
-    return m, "PyTorch offline (full sequence)"
+        return Stream(m), "PyTorch streaming step"
+    from .offline import BlockOffline
 
-
-def _enhance_48k(args, x48, is_folder: bool):
-    from .runtime import Runtime, enhance
-
-    rt, how = _runtime_for(args, is_folder)
-    if isinstance(rt, Runtime):
-        return enhance(rt, x48, chunk=args.chunk), how
-    from .offline import enhance_offline
-
-    return enhance_offline(rt, x48).audio, how
+    return BlockOffline(m), "PyTorch offline (5 s blocks, every state carried)"
 
 
 def cmd_enhance(args) -> int:
-    """Enhance a wav file; the output has the input's length and sample rate and is time-aligned with it.
+    """Enhance an audio file into another, block by block (flat memory, any length); the output has the input's
+    length and sample rate and is time-aligned with it.
 
-    The output path (folder, permissions, format and subtype, not the input, not someone else's file) is
-    checked before the input is read or a model is loaded."""
-    import numpy as np
+    The output path (folder, permissions, format and subtype, not the input, not someone else's file) and the
+    input's header (exists, readable, channels, rate) are checked before a model is loaded."""
+    from .audio import AudioReader, check_output
+    from .files import enhance_file
 
-    from .audio import MODEL_SR, check_output, resample, write_audio
-
-    if args.chunk < 1:
+    if args.chunk is not None and args.chunk < 1:
         raise DfnbError(f"--chunk must be a positive number of hops, got {args.chunk}.")
     out = Path(args.output)
     if out.exists() and not args.force:
         raise DfnbError(f"{out} already exists; pass --force to overwrite it or choose another output path.")
-    _, subtype = check_output(out, subtype=args.subtype, overwrite=args.force, sources=[args.input])
-    x, sr = _read_input(args.input, args.downmix)
-    x48 = resample(x, sr, MODEL_SR) if sr != MODEL_SR else x
+    check_output(out, subtype=args.subtype, overwrite=args.force, sources=[args.input])
+    with AudioReader(args.input, downmix=args.downmix):
+        pass
     is_folder = Path(args.model).is_dir() and any(Path(args.model).glob("*.onnx"))
-    t0 = time.perf_counter()
-    y48, how = _enhance_48k(args, x48, is_folder)
-    dt = time.perf_counter() - t0
-    y = resample(y48, MODEL_SR, sr) if sr != MODEL_SR else y48
-    y = y[: len(x)] if len(y) >= len(x) else np.concatenate([y, np.zeros(len(x) - len(y), np.float32)])
-    write_audio(out, y, sr, overwrite=args.force, subtype=subtype, sources=[args.input])
-    clipped = int(np.count_nonzero(np.abs(y) > 1.0)) if subtype != "FLOAT" else 0
-    note = f", {clipped} samples clipped to full scale (--subtype FLOAT in a .wav keeps them)" if clipped else ""
-    print(f"wrote {out} ({len(y) / sr:.2f} s at {sr} Hz, {subtype}{note}; {how}; {dt:.2f} s, "
-          f"RTF {dt / (len(x) / sr):.3f})")
+    rt, how = _runtime_for(args, is_folder)
+    chunk = args.chunk or rt.default_chunk
+    r = enhance_file(rt, args.input, out, chunk=chunk, subtype=args.subtype, overwrite=args.force,
+                     downmix=args.downmix, progress=not args.quiet)
+    note = (f", {r.clipped} samples clipped to full scale (--subtype FLOAT in a .wav keeps them)"
+            if r.clipped else "")
+    print(f"wrote {out} ({r.duration:.2f} s at {r.sr} Hz, {r.subtype}{note}; {how}, chunk {chunk}; "
+          f"{r.seconds:.2f} s, RTF {r.seconds / max(r.duration, 1e-9):.3f})")
     return 0
 
 
@@ -180,7 +168,9 @@ def cmd_inspect(args) -> int:
     print("host keeps: " + ", ".join(f"{d.name} {list(d.shape)}" for d in info.layout.host_states(info.variant)))
     for u in info.unverified:
         print(f"unverified: {u}")
-    print("status:   complete and consistent")
+    print("status:   " + ("complete and consistent" if not info.unverified else
+                          f"consistent with everything its graphs hold; the {len(info.unverified)} item(s) above are "
+                          "unverified"))
     return 0
 
 
@@ -233,15 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     s = sub.add_parser("models", help="list models and where their weights come from")
     s.set_defaults(func=cmd_models)
-    s = sub.add_parser("enhance", help="enhance a wav file (output: same length, time-aligned)")
+    s = sub.add_parser("enhance", help="enhance an audio file of any length, block by block (output: same length, "
+                                       "time-aligned)")
     s.add_argument("input", help="input audio file (any sample rate; mono, or use --downmix)")
     s.add_argument("output", help="output .wav or .flac (refused if it exists, unless --force and dfnb wrote it)")
     s.add_argument("--model", default="DeepFilterNet3",
                    help="a model name (DeepFilterNet3, DeepFilterNet2, DeepFilterNet3_ll, DeepFilterNet2_ll) or an "
                         "exported folder (run with the onnxruntime host)")
     s.add_argument("--runtime", choices=RUNTIMES, default=None,
-                   help="for a model name: offline (default, full sequence) or stream (PyTorch streaming step)")
-    s.add_argument("--chunk", type=int, default=1, help="hops per call for stream/host runtimes (default 1)")
+                   help="for a model name: offline (default: the full-sequence model run over 5 s blocks with "
+                        "every state carried) or stream (PyTorch streaming step)")
+    s.add_argument("--chunk", type=int, default=None,
+                   help="hops (10 ms) per runtime call (default 1 for stream/host runtimes, 500 for offline)")
     s.add_argument("--host", choices=("auto", "onnx", "fast"), default="auto",
                    help="for a folder: auto (default: the fastest exact host that serves it), onnx (the general "
                         "onnxruntime host) or fast (step folders)")
@@ -253,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample format of the output: FLOAT (default for .wav: exact, overs kept), PCM_24 (default "
                         "for .flac), PCM_16; PCM clips to full scale")
     s.add_argument("--force", action="store_true", help="overwrite the output file if dfnb wrote it")
+    s.add_argument("--quiet", action="store_true", help="no progress bar (shown on a terminal for inputs >= 30 s)")
     s.set_defaults(func=cmd_enhance)
     s = sub.add_parser("export", help="export a model as an ONNX folder (stateless, h0, gru, full, step)")
     s.add_argument("--model", default="DeepFilterNet3", help="model name (see `dfnb models`) or a checkpoint folder")

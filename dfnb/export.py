@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 
 from . import __version__, dsp
+from .args import check_flag, check_path, shown
 from .assets import sha256_file as _sha256
-from .errors import ExportError
+from .errors import ArgumentError, ExportError
 from .layout import BASE_IO, MANIFEST_FORMAT, VARIANTS, Layout, StateDesc
 from .placement import building_folder
 from .surgery import graph_io_entries
@@ -55,8 +56,11 @@ VERIFY_CLIP = "vb_p232_013"  # real speech used to verify every export against P
 
 def default_folder(model_name: str, variant: str, root: Path | str = "models") -> Path:
     """``models/dfn3_h0`` and friends: the seed's folder names."""
+    if not isinstance(model_name, str) or not isinstance(variant, str):
+        raise ArgumentError(f"default_folder(model_name, variant) takes two names (str), got "
+                            f"{shown(model_name)} and {shown(variant)}.")
     short = SHORT_NAMES.get(model_name, model_name.lower())
-    return Path(root) / f"{short}_{variant}"
+    return check_path(root, "root", what="a folder") / f"{short}_{variant}"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -307,11 +311,14 @@ def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = Fa
 
     Notebook: 02_stateful_export
     """
+    from .offline import check_loaded
     from .step import StepModel
 
-    if variant not in VARIANTS:
-        raise ExportError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
-    out = Path(out)
+    check_loaded(loaded, "export_model()")
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        raise ExportError(f"unknown variant {shown(variant)}; choose one of {', '.join(VARIANTS)}.")
+    out = check_path(out, "out", error=ExportError, what="the path of the folder to export to")
+    force = check_flag(force, "force", error=ExportError)
     t0 = time.perf_counter()
     try:
         with building_folder(out, replace=force, sources=model_sources(loaded)) as tmp:

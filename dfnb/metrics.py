@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .args import check_number, shown
 from .errors import AudioError, DfnbError
 
 __all__ = [
@@ -163,7 +164,7 @@ def estimate_delay(reference, delayed, max_lag: int) -> int:
     """
     r, d = as_signal(reference, "reference"), as_signal(delayed, "delayed")
     if isinstance(max_lag, bool) or not isinstance(max_lag, (int, np.integer)) or max_lag < 0:
-        raise AudioError(f"max_lag must be a non-negative integer number of samples, got {max_lag!r}")
+        raise AudioError(f"max_lag must be a non-negative integer number of samples, got {shown(max_lag)}")
     if not np.any(r) or not np.any(d):
         raise AudioError("cannot estimate a delay against an all-zero signal: pass signals that contain sound")
     n = r.size + d.size - 1
@@ -196,7 +197,7 @@ def align(reference, delayed, delay: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _hop_energies(x: np.ndarray, hop: int) -> np.ndarray:
     if isinstance(hop, bool) or not isinstance(hop, (int, np.integer)) or hop <= 0:
-        raise AudioError(f"hop must be a positive integer number of samples, got {hop!r}")
+        raise AudioError(f"hop must be a positive integer number of samples, got {shown(hop)}")
     n_hops = -(-x.size // hop)
     padded = np.zeros(n_hops * hop)
     padded[: x.size] = x
@@ -223,6 +224,7 @@ def error_per_hop(reference, test, hop: int = 480) -> np.ndarray:
 def speech_active_hops(clean_or_signal, hop: int = 480, threshold_db: float = -40.0) -> np.ndarray:
     """Boolean per hop: hop energy within ``|threshold_db|`` dB of the loudest hop (all False for silence)."""
     x = as_signal(clean_or_signal, "signal")
+    threshold_db = check_number(threshold_db, "threshold_db")
     e = _hop_energies(x, hop)
     if not np.any(e > 0):
         return np.zeros(e.size, dtype=bool)
@@ -317,7 +319,7 @@ def metrics_table(rows: Sequence[dict], columns: Sequence[str] | None = None, fl
     try:
         format(1.0, floatfmt)
     except ValueError as e:
-        raise DfnbError(f"floatfmt {floatfmt!r} is not a float format spec: use e.g. '.2f' or '.3g'") from e
+        raise DfnbError(f"floatfmt {shown(floatfmt)} is not a float format spec: use e.g. '.2f' or '.3g'") from e
     cells = [[_cell(row[c], floatfmt) if c in row else ("", False) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[j][0]) for r in cells]) for j, c in enumerate(columns)]
     numeric = [all(r[j][1] for r in cells if r[j][0]) and any(r[j][0] for r in cells) for j in range(len(columns))]

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from dfnb import __version__
+from dfnb.args import shown
 from dfnb.assets import sha256_file
 from dfnb.compat import import_df
 from dfnb.errors import AssetNotFoundError, ChecksumError, ModelError
@@ -296,7 +297,14 @@ def _models_dir(models_dir: Path | None) -> Path:
 
 def load_model(name_or_path: str | Path, *, models_dir: Path | None = None) -> LoadedModel:
     """Load a model by name (searched as the module docstring says) or from an explicit path."""
+    if not isinstance(name_or_path, (str, os.PathLike)) or isinstance(name_or_path, bytes) or not str(name_or_path):
+        raise ModelError(f"load_model() takes a model name ({', '.join(MODEL_NAMES)}) or the path of a release "
+                         f"tarball or checkpoint folder, got {shown(name_or_path)}.")
+    if models_dir is not None and (not isinstance(models_dir, (str, os.PathLike)) or isinstance(models_dir, bytes)):
+        raise ModelError(f"models_dir must be a folder path or None, got {shown(models_dir)}.")
     mdir = _models_dir(models_dir)
+    if isinstance(name_or_path, os.PathLike):
+        name_or_path = Path(name_or_path)
     if isinstance(name_or_path, Path) or name_or_path not in MODEL_NAMES:
         p = Path(name_or_path).expanduser()
         if p.exists():

@@ -9,6 +9,12 @@ from ``df.enhance.enhance`` is that the normalisation alpha comes from the model
 deepfilternet's process-wide config, so a second model family loaded in the same process cannot change it (a
 test checks both agree).
 
+For files of any length, :class:`BlockOffline` runs the same modules over blocks of frames with every state
+carried (GRU hidden states and the causal convs' past frames, exactly what :mod:`dfnb.streaming`'s wrappers
+carry) around the torch-free deep-filter stage of :class:`dfnb.frames.FrameRuntime`: the offline output in
+flat memory (``dfnb enhance --runtime offline`` uses it; ``benchmarks/file_memory.py`` measures how close it is
+to one ``DfNet.forward`` over the whole file).
+
 Input audio may have any sample rate (resampled to the model's 48 kHz with soxr and back unless
 ``output_sr`` says otherwise), any PCM dtype (converted to float32), and must be mono
 (``dfnb.audio.read_audio(..., downmix=True)`` averages a file's channels); invalid audio raises
@@ -26,8 +32,12 @@ import numpy as np
 
 from . import audio as audio_mod
 from . import dsp
+from .args import check_flag, check_number, shown
+from .errors import ArgumentError
+from .frames import FrameRuntime
+from .layout import Layout
 
-__all__ = ["OfflineResult", "enhance_offline", "run_model"]
+__all__ = ["OfflineResult", "enhance_offline", "run_model", "BlockOffline", "check_loaded"]
 
 
 @dataclass
@@ -128,7 +138,10 @@ def enhance_offline(loaded: Any, audio: np.ndarray, sr: int | None = None, *, pr
 
     Notebook: 00_tour
     """
-    cfg = dsp.DspConfig.from_spec(loaded.spec)
+    cfg = dsp.DspConfig.from_spec(check_loaded(loaded, "enhance_offline()").spec)
+    probes = check_flag(probes, "probes")
+    if atten_lim_db is not None:
+        atten_lim_db = check_number(atten_lim_db, "atten_lim_db")
     sr = cfg.sr if sr is None else audio_mod.check_sr(sr)  # int(sr) would turn 16000.5, "16000", True into rates
     output_sr = sr if output_sr is None else audio_mod.check_sr(output_sr, name="output_sr")
     x = audio_mod.check_audio(audio, sr)
@@ -160,3 +173,70 @@ def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
     if len(y) >= n:
         return y[:n]
     return np.concatenate([y, np.zeros(n - len(y), dtype=y.dtype)])
+
+
+def check_loaded(loaded: Any, what: str) -> Any:
+    """``loaded`` if it looks like a :class:`dfnb.models.LoadedModel` (``.net`` and ``.spec``), else an
+    :class:`~dfnb.errors.ArgumentError` saying how to get one."""
+    if not (hasattr(loaded, "net") and hasattr(loaded, "spec")):
+        raise ArgumentError(f"{what} needs a loaded model (dfnb.models.load_model('DeepFilterNet3')), got "
+                            f"{shown(loaded)} of type {type(loaded).__name__}.")
+    return loaded
+
+
+class BlockOffline(FrameRuntime):
+    """The offline model as a :class:`~dfnb.runtime.Runtime`: deepfilternet's modules run over each call's frames
+    (a block: ``default_chunk`` hops = 5 s from :func:`dfnb.files.enhance_file`; the block size trades memory
+    for speed), every state carried.
+
+    Its output equals :func:`enhance_offline`'s (one ``DfNet.forward`` over the whole file) up to float
+    rounding, for any length, in memory that does not grow with the length; ``benchmarks/file_memory.py``
+    prints the agreement. ``probes=True`` records lsnr per frame in ``trace``.
+
+    Examples
+    --------
+    >>> from dfnb.files import enhance_file  # doctest: +SKIP
+    >>> enhance_file(BlockOffline(load_model("DeepFilterNet3")), "noisy.wav", "enhanced.wav")  # doctest: +SKIP
+
+    Notebook: 00_tour
+    """
+
+    default_chunk = 500
+
+    def __init__(self, loaded: Any, *, probes=False):
+        from .step import StepModel
+
+        spec = check_loaded(loaded, "BlockOffline").spec
+        self.loaded = loaded
+        self.modules = StepModel(loaded.net, spec)  # enc/erb_dec/df_dec with stateful conv and GRU wrappers
+        wrappers = {**self.modules.grus, **self.modules.convs}
+        self._wrappers = {name.replace(".", "_"): w for name, w in wrappers.items()}
+        self._descs = [d for d in self.modules.descs if d.name in self._wrappers]
+        self.setup_stage(dsp.DspConfig.from_spec(spec), spec.family, spec.conv_lookahead, spec.df_lookahead,
+                         spec.df_order, Layout.of(spec).delay_frames)
+        self.label = "PyTorch offline (blocks, every state carried)"
+        super().__init__(probes)
+
+    def _reset_model(self) -> None:
+        import torch
+
+        for d in self._descs:
+            setattr(self._wrappers[d.name], "past" if d.group == "conv" else "h", torch.zeros(d.shape))
+
+    def _state(self, name: str) -> np.ndarray:
+        w = self._wrappers[name]
+        return (w.past if hasattr(w, "k_past") else w.h).numpy()
+
+    def evaluate(self, fe: np.ndarray, fs: np.ndarray):
+        """The three modules on features ``[T, E]``, ``[T, Fdf]`` (complex), states carried (see FrameRuntime)."""
+        import torch
+
+        sm = self.modules
+        fe_t = torch.from_numpy(np.ascontiguousarray(fe, np.float32))[None, None]
+        fs_t = torch.from_numpy(np.stack([fs.real, fs.imag], 0).astype(np.float32))[None]
+        with torch.no_grad():
+            e0, e1, e2, e3, emb, c0, lsnr = sm.enc(fe_t, fs_t)
+            m = sm.erb_dec(emb, e3, e2, e1, e0)
+            dec = sm.df_dec(emb, c0)
+        c = (dec[0] if isinstance(dec, tuple) else dec)[0].numpy()  # [T, Fdf, O*2]
+        return self._outputs(m[0, 0].numpy(), c, lsnr[0, :, 0].numpy(), self._state)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import dsp
+from .args import check_names
 from .errors import StateError
 from .layout import STATE_GROUPS, Layout
 from .runtime import Runtime
@@ -82,7 +83,10 @@ class Stream(Runtime):
     """
 
     def __init__(self, loaded: Any, carry: Iterable[str] = STATE_GROUPS, probes=False):
-        carry = frozenset(carry)
+        from .offline import check_loaded
+
+        check_loaded(loaded, "Stream")
+        carry = frozenset(check_names(carry, "carry", error=StateError))
         bad = carry - set(STATE_GROUPS)
         if bad:
             raise StateError(f"unknown state group(s) {sorted(bad)}; choose from {list(STATE_GROUPS)}")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .args import check_flag, check_int, check_path
 from .assets import sha256_file
 from .errors import ModelFolderError
 from .layout import BASE_IO, MANIFEST_FORMAT
@@ -169,7 +170,12 @@ def lean_step_model(step_onnx: Path | str, *, ungate: bool = True, einsum: bool 
     """
     import onnx
 
-    model = onnx.load(str(step_onnx))
+    path = check_path(step_onnx, "step_onnx", error=ModelFolderError, what="the path of a step.onnx")
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001 -- onnx raises several types for missing or corrupt files
+        raise ModelFolderError(f"{path} cannot be read as ONNX ({str(e).splitlines()[0][:160]}); pass the "
+                               "step.onnx of a step export (dfnb export --variant step).") from None
     report = {"nodes_before": len(model.graph.node)}
     report["gates_removed"] = _ungate(model) if ungate else 0
     report["einsum_to_matmul"] = _einsum_to_matmul(model) if einsum else 0
@@ -197,7 +203,10 @@ def pack_states(step_folder: Path | str, out_folder: Path | str, *, force: bool 
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    src, out = Path(step_folder), Path(out_folder)
+    src = check_path(step_folder, "step_folder", error=ModelFolderError, what="the path of a step folder")
+    out = check_path(out_folder, "out_folder", error=ModelFolderError, what="the path of the folder to write")
+    force = check_flag(force, "force", error=ModelFolderError)
+    verify_hops = check_int(verify_hops, "verify_hops", error=ModelFolderError)
     if not (src / "step.onnx").is_file():
         raise ModelFolderError(f"{src} has no step.onnx; pack_states needs a step folder (dfnb export --variant step).")
     place = dict(replace=force, sources=[src], error=ModelFolderError, force_hint="force=True", what="out_folder")

@@ -59,11 +59,11 @@ def full(exported):
 
 @pytest.fixture
 def no_processing(monkeypatch):
-    """Fail the test if the CLI starts enhancing: output problems must be found before."""
+    """Fail the test if the CLI opens a runtime: output problems must be found before a model is loaded."""
     def never(*a, **k):
         raise AssertionError("processing started before the output path was checked")
 
-    monkeypatch.setattr(cli, "_enhance_48k", never)
+    monkeypatch.setattr(cli, "_runtime_for", never)
 
 
 @pytest.fixture

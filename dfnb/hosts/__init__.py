@@ -51,11 +51,12 @@ def open_host(folder: Path | str, *, host: str = "auto", threads: int = 1, **kw:
     >>> from dfnb.runtime import enhance  # doctest: +SKIP
     >>> y = enhance(open_host("models/dfn3_step"), noisy)  # doctest: +SKIP
     """
-    from ..errors import DfnbError
+    from ..args import check_choice, check_path
+    from ..errors import ModelFolderError
 
-    if host not in HOSTS:
-        raise DfnbError(f"unknown host {host!r}; choose one of {', '.join(HOSTS)}.")
-    if host == "fast" or (host == "auto" and not kw and (Path(folder) / "step.onnx").is_file()):
+    host = check_choice(host, "host", HOSTS)
+    folder = check_path(folder, "folder", error=ModelFolderError, what="the path of a model folder")
+    if host == "fast" or (host == "auto" and not kw and (folder / "step.onnx").is_file()):
         from .fast import FastStepHost
 
         return FastStepHost(folder, threads=threads)

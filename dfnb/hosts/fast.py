@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import dsp
-from ..errors import ModelFolderError
+from ..args import check_flag, shown
+from ..errors import ArgumentError, AudioError, ModelFolderError
 from ..folder import inspect_folder, open_session
 from ..runtime import Runtime
 from ..surgery import GAINS_OUTPUT, lean_step_model
@@ -166,8 +167,11 @@ class FastStepHost(Runtime):
 
     def __init__(self, folder: Path | str, threads: int = 1, *, lean: bool = True,
                  session_config: dict | None = None, gains: bool = False, probes=False):
-        self.folder = Path(folder)
-        info = inspect_folder(self.folder, threads=threads)
+        info = inspect_folder(folder, threads=threads)
+        self.folder = info.path
+        if session_config is not None and not isinstance(session_config, dict):
+            raise ArgumentError(f"session_config must be a dict of onnxruntime session config entries or None, got "
+                                f"{shown(session_config)}.")
         if info.variant != "step":
             raise ModelFolderError(f"{self.folder} is a {info.variant!r} folder; FastStepHost runs step folders "
                                    "(dfnb export --variant step), use dfnb.hosts.onnx.Host for the others.")
@@ -178,7 +182,8 @@ class FastStepHost(Runtime):
         self.label = "fast step host"
         manifest = info.manifest or {}
         self.packed = "packed_layout" in manifest
-        self.lean = bool(lean) and not self.packed
+        self.lean = check_flag(lean, "lean") and not self.packed
+        gains = check_flag(gains, "gains")
         if self.lean:
             model, self.lean_report = lean_step_model(self.folder / "step.onnx", gains=gains)
             self.sess = open_session(self.folder / "step.onnx", threads, session_config,
@@ -260,7 +265,15 @@ class FastStepHost(Runtime):
 
     # -- one hop, in three stages --------------------------------------------------------------------
     def analyse(self, x: np.ndarray) -> None:
-        """STFT analysis and features of one (gated) hop, written into the bound model inputs."""
+        """STFT analysis and features of one hop (float32, ``hop_size`` samples), written into the bound model
+        inputs. A stage for timing: its samples are not gated (NaN/peaks), :meth:`process` is the checked call."""
+        if not (isinstance(x, np.ndarray) and x.shape == (self.cfg.hop_size,) and x.dtype == _F32):
+            raise AudioError(f"{self.label}: analyse() takes one hop of {self.cfg.hop_size} float32 samples, got "
+                             f"{getattr(x, 'dtype', type(x).__name__)} {list(np.shape(x))}; use process() for "
+                             "any number of samples.")
+        self._analyse(x)
+
+    def _analyse(self, x: np.ndarray) -> None:
         self.dsp.analysis_into(x, self._spec_c)
         self.dsp.features_into(self._spec_c, self._fe_flat, self._fs_flat)
 
@@ -284,7 +297,7 @@ class FastStepHost(Runtime):
         return self.dsp.synthesis(self._enh_c)
 
     def _hop(self, x: np.ndarray) -> np.ndarray:
-        self.analyse(x)
+        self._analyse(x)
         return self.synthesise() if self.run_model() else self._zeros_hop
 
     # -- the runtime contract ------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..args import check_flag, check_int, check_number
 from ..errors import ModelFolderError
 from .fast import FastStepHost
 
@@ -168,12 +169,14 @@ class OfficialLikeHost(FastStepHost):
                  max_db_df_thresh: float = RS_DEFAULTS["max_db_df_thresh"],
                  tract_start: bool = True, skip_decoders: bool = True, silence_skip: bool = True,
                  silence_hops: int = 0, threads: int = 1, probes=False):
-        self.thresholds = (float(min_db_thresh), float(max_db_erb_thresh), float(max_db_df_thresh))
-        self.lim = atten_limit(atten_lim_db)
-        self.beta = float(post_filter_beta)
-        self.tract_start, self.skip_decoders = bool(tract_start), bool(skip_decoders)
-        self.silence_skip = bool(silence_skip)
-        self.silence_hops = int(silence_hops)
+        self.thresholds = tuple(check_number(v, n) for v, n in ((min_db_thresh, "min_db_thresh"),
+                                (max_db_erb_thresh, "max_db_erb_thresh"), (max_db_df_thresh, "max_db_df_thresh")))
+        self.lim = atten_limit(check_number(atten_lim_db, "atten_lim_db"))
+        self.beta = check_number(post_filter_beta, "post_filter_beta", low=0.0)
+        self.tract_start, self.skip_decoders, self.silence_skip = (
+            check_flag(v, n) for v, n in ((tract_start, "tract_start"), (skip_decoders, "skip_decoders"),
+                                          (silence_skip, "silence_skip")))
+        self.silence_hops = check_int(silence_hops, "silence_hops", minimum=0)
         super().__init__(folder, threads=threads, gains=True, probes=probes)
         if self.family != "deepfilternet3":
             raise ModelFolderError(f"{folder} is a {self.family} model; the official runtime (libDF tract) "
