@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/fidelity.py --quick   # DeepFilterNet3, one clip
 
 For each model, each exported variant (``stateless``, ``h0``, ``gru``, ``full``, ``step``; run by
-:func:`dfnb.host.host_enhance` in calls of ``chunk`` hops) and the exact PyTorch stream
-(:func:`dfnb.streaming.stream_enhance`), on the real clips in ``../shared/data`` (the six VoiceBank-DEMAND
-noisy clips and the 10 s ``dfn_noisy_snr0``): SNR of the difference against
+:class:`dfnb.hosts.onnx.Host` in calls of ``chunk`` hops) and the exact PyTorch stream
+(:class:`dfnb.streaming.Stream`), both run by :func:`dfnb.runtime.enhance`, on the real clips in
+``../shared/data`` (the six VoiceBank-DEMAND noisy clips and the 10 s ``dfn_noisy_snr0``): SNR of the difference against
 ``enhance_offline(model, x).audio`` (worst clip and median over clips), max abs error (worst clip), and the
 LSNR error (largest |difference| in dB between the path's per-frame lsnr and the offline probe
 ``enhance_offline(..., probes=True).lsnr``; for the naive variants the lsnr is what each call computes; "-"
@@ -21,15 +21,17 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402,F401  (one BLAS thread, set before numpy loads)
+import _common  # noqa: F401  (one BLAS thread, set before numpy loads)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
+# isort: split
+import argparse
+import json
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from _common import REPO, RESULTS  # noqa: E402
+from _common import RESULTS
+
 MODELS = ["DeepFilterNet3", "DeepFilterNet2", "DeepFilterNet3_ll", "DeepFilterNet2_ll"]
 VARIANTS = ["stateless", "h0", "gru", "full", "step"]
 CHUNKS = [1, 7, 20]
@@ -38,33 +40,6 @@ CLIPS = ["vb_p232_013", "vb_p232_019", "vb_p232_028", "vb_p257_003", "vb_p257_04
 
 def log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def recording_host(folder: Path):
-    """A :class:`dfnb.host.Host` that also records the lsnr of every frame the graphs compute."""
-    from dfnb.host import Host
-
-    class RecHost(Host):
-        def reset(self):
-            super().reset()
-            self.trace = []
-
-        def _model(self, fe, fs):
-            m, c, lsnr = super()._model(fe, fs)
-            self.trace.append(np.asarray(lsnr, dtype=np.float64).reshape(-1))
-            return m, c, lsnr
-
-        def _run(self, f, feeds):
-            res = super()._run(f, feeds)
-            if f == "step.onnx":
-                self.trace.append(np.asarray(res["lsnr"], dtype=np.float64).reshape(-1))
-            return res
-
-        def recorded_lsnr(self) -> np.ndarray:
-            t = np.concatenate(self.trace) if self.trace else np.zeros(0)
-            return t[self.L:] if self.variant == "step" else t  # the step graph also reports warm-up hops
-
-    return RecHost(folder)
 
 
 def lsnr_err(ref: np.ndarray | None, test: np.ndarray | None) -> float | None:
@@ -82,13 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunks", nargs="*", type=int, default=None)
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
-    from latency import cached_export
-
     from dfnb import clips, metrics
-    from dfnb.host import host_enhance
+    from dfnb.hosts.onnx import Host
     from dfnb.models import load_model
     from dfnb.offline import enhance_offline
-    from dfnb.streaming import stream_enhance
+    from dfnb.runtime import enhance
+    from dfnb.streaming import Stream
+    from latency import cached_export
 
     models = a.models or (["DeepFilterNet3"] if a.quick else MODELS)
     variants = a.variants or VARIANTS
@@ -100,20 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     for name in models:
         loaded = load_model(name)
         refs = {c: enhance_offline(loaded, x, probes=True) for c, x in audio.items()}
-        paths = [(v, (lambda v=v: cached_export(name, v))) for v in variants] + [("torch-stream", None)]
+        paths = [(v, (lambda v=v, name=name: cached_export(name, v))) for v in variants] + [("torch-stream", None)]
         for variant, folder_fn in paths:
             folder = folder_fn() if folder_fn else None
-            host = recording_host(folder) if folder is not None else None
+            host = Host(folder, probes=True) if folder is not None else Stream(loaded, probes=True)
             for chunk in chunks:
                 per = []
                 for c, x in audio.items():
                     ref = refs[c]
-                    if host is not None:
-                        y = host_enhance(folder, x, chunk=chunk, host=host)
-                        lt = host.recorded_lsnr()
-                    else:
-                        y, s = stream_enhance(loaded, x, chunk=chunk)
-                        lt = np.asarray(s.lsnr, dtype=np.float64)
+                    y = enhance(host, x, chunk=chunk)
+                    lt = host.trace.lsnr.astype(np.float64)
                     per.append({"model": name, "variant": variant, "chunk": chunk, "clip": c,
                                 "snr_db": metrics.snr_of_difference(ref.audio, y),
                                 "max_abs": metrics.max_abs_error(ref.audio, y),
@@ -127,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                              "lsnr_err_db": None if any(v is None for v in le) else float(max(le)),
                              "exact": bool(np.min(snrs) >= 90.0)})
                 r = rows[-1]
+                le = r["lsnr_err_db"]
                 log(f"  {name:18s} {variant:13s} chunk {chunk:2d}: SNR min {r['snr_min_db']:7.2f} dB  "
-                    f"max|e| {r['max_abs']:.2e}  lsnr err {r['lsnr_err_db'] if r['lsnr_err_db'] is None else round(r['lsnr_err_db'], 4)}")
+                    f"max|e| {r['max_abs']:.2e}  lsnr err {le if le is None else round(le, 4)}")
     log(f"\nSNR of the difference against offline PyTorch ({len(clip_names)} clip(s); min = worst clip), "
         f"{time.time() - t_start:.0f} s")
     from dfnb.metrics import metrics_table

@@ -15,14 +15,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402,F401  (one BLAS thread, set before numpy loads)
+import argparse
+import json
+import tempfile
+import time
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-from _common import RESULTS  # noqa: E402
+import _common  # noqa: F401  (one BLAS thread, set before numpy loads)
+from _common import RESULTS
 
 KINDS = ["split-streaming", "combined-streaming", "combined", "h0", "h0-dynamo", "upstream", "dfnb-h0"]
 
@@ -40,7 +39,8 @@ def _save(clip: str, rows: list[dict]) -> list[dict]:
     if old.get("clip") == clip:
         done = {(r["model"], r["layout"]) for r in rows}
         rows = [r for r in old["rows"] if (r["model"], r["layout"]) not in done] + rows
-    order = {(m, k): i for i, (m, k) in enumerate((m, k) for m in ("DeepFilterNet3", "DeepFilterNet3_ll") for k in KINDS)}
+    keys = [(m, k) for m in ("DeepFilterNet3", "DeepFilterNet3_ll") for k in KINDS]
+    order = {key: i for i, key in enumerate(keys)}
     rows = sorted(rows, key=lambda r: order.get((r["model"], r["layout"]), 99))
     path.write_text(json.dumps({"clip": clip, "rows": rows}, indent=2) + "\n")
     return rows
@@ -62,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     from dfnb.errors import DfnbError
     from dfnb.export import export_model
     from dfnb.formats import recognise
-    from dfnb.host import host_enhance
+    from dfnb.hosts import open_host
     from dfnb.models import find_release_tarball, load_model
     from dfnb.offline import enhance_offline
+    from dfnb.runtime import enhance
     from dfnb.thirdparty import build_folder
 
     torch.set_num_threads(1)
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name} {kind}: {fmt.format}, feeding {fmt.feeds[0]}")
             d = diagnose(fmt, clip=work / "clip.wav", loaded=m, exact_folder=exact)
             conv = export_model(convert_folder(fmt), "full", work / f"{name}_{kind}_converted")
-            conv_db = metrics.snr_of_difference(ref, host_enhance(conv, x))
+            conv_db = metrics.snr_of_difference(ref, enhance(open_host(conv), x))
             row = {"model": name, "layout": kind, "format": fmt.format, "origin": fmt.origin, "feed": d.feed,
                    "T": d.window, "delay": fmt.delay(), "carries": list(fmt.carries),
                    "weights": fmt.weights.tarball if fmt.weights.equal else None,
@@ -111,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"all fixed {d.all_fixed_db:.1f}, converted {conv_db:.1f} dB ({row['seconds']:.0f} s)")
     rows = _save(clip, rows)
     print(f"clip {clip}; SNR of the difference vs offline PyTorch with the same weights (dB)\n")
-    print("| model | layout | inspect: format, own feeding (T), carries, weights | emulated | causes: fixed alone / all but"
-          " (needed*) | all fixed | converted full |")
+    print("| model | layout | inspect: format, own feeding (T), carries, weights | emulated | causes: fixed alone / "
+          "all but (needed*) | all fixed | converted full |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         if "not_built" in r:

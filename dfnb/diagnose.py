@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from .errors import DfnbError
 from .formats import FolderFormat, recognise
 
 __all__ = ["DEFAULT_CLIP", "NEEDED_DB", "CHECK_DB", "Cause", "Diagnosis", "diagnose", "save_diagnosis", "load_audio",
-           "check_conversion"]
+           "check_conversion", "format_lines"]
 
 DEFAULT_CLIP = "vb_p232_013"
 NEEDED_DB = 20.0
@@ -90,10 +91,39 @@ class Diagnosis:
                f"check:     the replay on an exact export equals the folder's own run to {self.agreement_db:.0f} dB",
                f"{'cause':<9} {'fixed alone':>11} {'all but':>8}  what"]
         for c in self.causes:
-            out.append(f"{c.name:<9} {c.alone_db:>8.1f} dB {c.all_but_db:>5.1f} dB  {'*' if c.needed else ' '} {c.text}")
-        out.append(f"all fixed: {self.all_fixed_db:.1f} dB   (* = needed: fixing all others stays > {NEEDED_DB:g} dB below)")
+            mark = "*" if c.needed else " "
+            out.append(f"{c.name:<9} {c.alone_db:>8.1f} dB {c.all_but_db:>5.1f} dB  {mark} {c.text}")
+        out.append(f"all fixed: {self.all_fixed_db:.1f} dB   (* = needed: fixing all others stays > {NEEDED_DB:g} dB "
+                   "below)")
         out.append(f"fix:       {self.fix}")
         return out
+
+
+def format_lines(fmt: FolderFormat, io: bool = True) -> list[str]:
+    """What ``dfnb inspect`` prints about a recognised folder: format, sizes, weights, graph I/O, states, every
+    feeding with its delay, what a host keeps and how it differs from offline."""
+    from .hosts.pipeline_fixes import CAUSES, causes_for, describe
+
+    out = [f"format:   {fmt.format} -- {fmt.origin}"
+           + (f" (also holds: {', '.join(fmt.alternatives)})" if fmt.alternatives else ""),
+           f"model:    {fmt.family}; from the graphs: " + ", ".join(f"{k}={v}" for k, v in fmt.sizes.items()
+                                                                   if k != "parts"),
+           f"weights:  {fmt.weights.summary() if fmt.weights is not None else 'not compared'}"]
+    for f in dict.fromkeys(fmt.files.values()) if io else ():
+        out.append(f"{f}: inputs " + ", ".join(f"{n} {s}" for n, s in fmt.io[f]["inputs"].items())
+                   + "; outputs " + ", ".join(f"{n} {s}" for n, s in fmt.io[f]["outputs"].items()))
+    out.append("carries:  " + (", ".join(f"{s.input}->{s.output} {list(s.shape)} ({s.group})" for s in fmt.states)
+                               or "no state (every call starts from zero state)"))
+    missing = [g for g in ("h0", "erb_h0", "df_h0") if g not in {s.input for s in fmt.states}]
+    for feed in fmt.feeds:
+        t = fmt.window.get(feed, 1)
+        out.append(f"feeding:  {feed}{f', T={t}' if feed in fmt.window else ''}"
+                   f"{' (its own)' if feed == fmt.feeds[0] else ''}: delay {fmt.delay(feed)} samples; a host keeps "
+                   + "; ".join(fmt.host_keeps(feed)))
+        if fmt.config is not None and not (feed == "frame" and fmt.format in ("full", "step")):
+            out += [f"  differs from offline: {describe(c, CAUSES, config=fmt.config, window=t, missing=missing)}"
+                    for c in causes_for(feed, fmt.carries, fmt.config, t)]
+    return out + [f"warning:  {p}" for p in fmt.problems]
 
 
 def load_audio(clip: str | Path, sr: int = 48000) -> tuple[np.ndarray, str]:
@@ -110,9 +140,14 @@ def load_audio(clip: str | Path, sr: int = 48000) -> tuple[np.ndarray, str]:
 
 
 def _run(host: Any, x: np.ndarray) -> np.ndarray:
+    """``host`` (any runtime, or a folder run by :func:`dfnb.hosts.open_host`) on ``x``, one hop per call."""
     from .runtime import enhance
 
-    return enhance(host, x)
+    if isinstance(host, (str, Path)):
+        from .hosts import open_host
+
+        host = open_host(host)
+    return enhance(host, x, chunk=1)
 
 
 def diagnose(folder: Path | str | FolderFormat, *, clip: str | Path = DEFAULT_CLIP, feed: str | None = None,
@@ -161,8 +196,8 @@ def diagnose(folder: Path | str | FolderFormat, *, clip: str | Path = DEFAULT_CL
                         f"{fmt.feeds[0]} or omit --feed.")
     cfg = fmt.config
     if feed == "frame" and (fmt.variant is None or fmt.variant in ("full", "step")):
-        raise DfnbError(f"{fmt.path} is a {fmt.format} folder, exact under dfnb's host: nothing to diagnose (it streams "
-                        "like offline PyTorch; `dfnb inspect` shows its states).")
+        raise DfnbError(f"{fmt.path} is a {fmt.format} folder, exact under dfnb's host: nothing to diagnose (it "
+                        "streams like offline PyTorch; `dfnb inspect` shows its states).")
     T = 1 if feed == "frame" else int(window or fmt.window[feed])
     x, label = load_audio(clip, 48000)
     say("converting the folder's weights to PyTorch")
@@ -170,12 +205,7 @@ def diagnose(folder: Path | str | FolderFormat, *, clip: str | Path = DEFAULT_CL
     say("offline reference")
     ref = enhance_offline(model, x).audio
     say(f"running the folder with the {feed} feeding")
-    if feed == "frame":
-        from .host import host_enhance
-
-        own = host_enhance(fmt.path, x, chunk=1)
-    else:
-        own = _run(open_pipeline(fmt, feed=feed, window=T), x)
+    own = _run(fmt.path if feed == "frame" else open_pipeline(fmt, feed=feed, window=T), x)
     tmp = None
     if exact_folder is None:
         tmp = tempfile.TemporaryDirectory(prefix="dfnb-diagnose-")
@@ -184,7 +214,8 @@ def diagnose(folder: Path | str | FolderFormat, *, clip: str | Path = DEFAULT_CL
     try:
         carried = {s.input for s in fmt.states if s.group.startswith("gru")}
         causes = causes_for(feed, fmt.carries, cfg, T)
-        missing = [s for s, g in (("h0", "gru_enc"), ("erb_h0", "gru_erb"), ("df_h0", "gru_df")) if g not in fmt.carries]
+        missing = [s for s, g in (("h0", "gru_enc"), ("erb_h0", "gru_erb"), ("df_h0", "gru_df"))
+                   if g not in fmt.carries]
         base = set(CAUSES) - set(causes)
 
         def replay(fixed: set[str]) -> np.ndarray:
@@ -199,7 +230,7 @@ def diagnose(folder: Path | str | FolderFormat, *, clip: str | Path = DEFAULT_CL
         rows = []
         for c in causes:
             alone = metrics.snr_of_difference(ref, replay(base | {c}))
-            all_but = metrics.snr_of_difference(ref, replay(set(CAUSES) - {c})) if len(causes) > 1 else metrics.snr_of_difference(ref, y0)
+            all_but = metrics.snr_of_difference(ref, replay(set(CAUSES) - {c}) if len(causes) > 1 else y0)
             kw = {"config": cfg, "window": T, "missing": missing}
             rows.append(Cause(c, describe(c, CAUSES, **kw), describe(c, FIXES, **kw), alone, all_but,
                               all_but < min(all_db, 120.0) - NEEDED_DB))
@@ -248,7 +279,6 @@ def check_conversion(folder: Path | str | FolderFormat, exact_folder: Path | str
     Notebook: 07_third_party_folders
     """
     from .errors import ModelError
-    from .host import host_enhance
     from .hosts.pipeline import open_pipeline
     from .hosts.pipeline_fixes import CAUSES, causes_for, fixable_host
 
@@ -256,10 +286,10 @@ def check_conversion(folder: Path | str | FolderFormat, exact_folder: Path | str
     x = load_audio(clip, 48000)[0][: int(seconds * 48000)]
     feed = next((f for f in fmt.feeds if f != "frame"), "frame")
     if feed == "frame" and fmt.variant in ("full", "step"):
-        own, rep = host_enhance(fmt.path, x, chunk=1), host_enhance(exact_folder, x, chunk=1)
+        own, rep = _run(fmt.path, x), _run(Path(exact_folder), x)
     else:
         T = 1 if feed == "frame" else fmt.window[feed]
-        own = host_enhance(fmt.path, x, chunk=1) if feed == "frame" else _run(open_pipeline(fmt, feed=feed), x)
+        own = _run(fmt.path if feed == "frame" else open_pipeline(fmt, feed=feed), x)
         base = set(CAUSES) - set(causes_for(feed, fmt.carries, fmt.config, T))
         carried = {s.input for s in fmt.states if s.group.startswith("gru")}
         rep = _run(fixable_host(exact_folder, fmt.config, feed=feed, window=T, carried=carried, fixed=base), x)
@@ -300,7 +330,8 @@ def save_diagnosis(d: Diagnosis, out_dir: Path | str) -> tuple[Path, Path]:
         out.mkdir(parents=True, exist_ok=True)
         (out / "diagnose.json").write_text(json.dumps(d.to_dict(), indent=2) + "\n")
     except OSError as e:
-        raise ExportError(f"cannot write the diagnosis to {out} ({e.strerror or e}); choose a writable --out.") from None
+        raise ExportError(f"cannot write the diagnosis to {out} ({e.strerror or e}); choose a writable --out.") \
+            from None
     fig = Figure(figsize=(12.0, 4.0), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, width_ratios=[1, 1.4])
     names = ["emulated"] + [f"fix {c.name}" for c in d.causes] + ["all fixed"]

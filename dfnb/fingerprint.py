@@ -9,8 +9,9 @@ largest difference). GRU biases ``B = [Wb | Rb]`` are also indexed by halves, fo
 torch's ``bias_ih`` and ``bias_hh`` apart.
 
 Only float tensors with at least ``MIN_SIZE`` values that are not one value repeated count (shape constants,
-pad values, zero initial states, lsnr scale/offset are not weights), nor do the ERB filterbanks a step graph holds (derived from ``config.ini``). The verdict names the release whose tensors match the most weight values; the weights *equal*
-that release when every weight of the folder is found in it and the folder holds at least 99 % of the
+pad values, zero initial states, lsnr scale/offset are not weights), nor do the ERB filterbanks a step graph holds
+(derived from ``config.ini``). The verdict names the release whose tensors match the most weight values; the
+weights *equal* that release when every weight of the folder is found in it and the folder holds at least 99 % of the
 release's weight values (a re-export may drop modules the forward never calls, e.g. DeepFilterNet3's
 ``df_fc_a``).
 
@@ -19,10 +20,11 @@ Notebook: 07_third_party_folders
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -94,7 +96,7 @@ def graph_weights(paths: Iterable[Path | str]) -> list[np.ndarray]:
     for p in paths:
         try:
             g = onnx.load(str(p)).graph
-        except Exception as e:  # protobuf DecodeError and friends
+        except Exception as e:  # noqa: BLE001 -- protobuf DecodeError and friends
             raise DfnbError(f"{p} is not a readable ONNX file ({e}); copy or export it again.") from None
         out += [np.sort(a.astype(np.float32).ravel()) for a in _arrays(g).values()]
     return out

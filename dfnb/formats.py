@@ -39,11 +39,12 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelFolderError
+from .folder import open_session
 from .graph_sizes import config_problems, graph_sizes
 from .layout import ModelConfig, delay_samples
 
 __all__ = ["ROLES", "FORMATS", "FEEDS", "StateIO", "FolderFormat", "recognise", "graph_roles", "resolve_shape",
-           "rt_delay_samples", "open_session"]
+           "rt_delay_samples"]
 
 ROLES = ("enc", "enc_conv", "enc_gru", "erb_dec", "df_dec", "combined", "step")
 FORMATS = ("step", "full", "gru", "h0", "stateless", "split-streaming", "combined-streaming", "combined-h0",
@@ -99,7 +100,7 @@ class FolderFormat:
 
     @property
     def variant(self) -> str | None:
-        """dfnb's variant with the same graph contract, if any (what :class:`dfnb.host.Host` can run)."""
+        """dfnb's variant with the same graph contract, if any (what :func:`dfnb.hosts.open_host` runs)."""
         return self.format if self.format in ("step", "full", "gru", "h0", "stateless") else None
 
     def fitting(self, feed: str) -> FolderFormat:
@@ -156,21 +157,6 @@ def resolve_shape(shape: Any, name: str, time_params: set[str]) -> tuple[int, ..
 def rt_delay_samples(cfg: Any) -> int:
     """deepfilter-rt's ``delay_samples()``: ``(fft - hop) + max(conv_lookahead, df_lookahead) * hop``."""
     return (cfg.fft_size - cfg.hop_size) + max(cfg.conv_lookahead, cfg.df_lookahead) * cfg.hop_size
-
-
-def open_session(path: Path | str, threads: int = 1):
-    """An onnxruntime CPU session (``threads`` intra-op threads); :class:`ModelFolderError` if unloadable."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises several exception types for corrupt files
-        raise ModelFolderError(f"{path} cannot be loaded by onnxruntime ({str(e).splitlines()[0][:160]}); the file "
-                               "is truncated or corrupt: copy or export it again.") from None
 
 
 def graph_roles(ins: list[str], outs: list[str]) -> str | None:

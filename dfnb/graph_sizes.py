@@ -5,7 +5,7 @@ GRUs and convs are given to the model part (``enc``, ``erb_dec``, ``df_dec``) wh
 three-file or split folder that is the file's part; in one merged graph a node that feeds the outputs of more
 than one part belongs to the encoder.
 
-Notebook: 07_third_party_folders
+Explained in notebook 07_third_party_folders through :func:`dfnb.formats.recognise`, which reads them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def node_parts(graph: Any, part_of_output: dict[str, str]) -> list[str]:
             seen.add(i)
             parts_of.setdefault(i, set()).add(part)
             todo.extend(graph.node[i].input)
-    return [next(iter(ps)) if len(ps) == 1 else "enc" for ps in (parts_of.get(i, set()) for i in range(len(graph.node)))]
+    parts = (parts_of.get(i, set()) for i in range(len(graph.node)))
+    return [next(iter(ps)) if len(ps) == 1 else "enc" for ps in parts]
 
 
 def _gru_and_conv_sizes(path: Path, part_of_output: dict[str, str]) -> dict[str, dict[str, list[int]]]:

@@ -22,8 +22,9 @@ copied. They let dfnb test, diagnose and convert those formats without downloadi
 
 What each layout holds was read from that project's ``README.md``, ``MODES.md`` and ``scripts/``
 (``split_encoder_and_patch_decoders.py``, ``export_onnx_stateful.py``, ``merge_split_models.py``,
-``merge_onnx.py``); the code here is dfnb's own. The split point of the encoder is the GRU's input (after ``emb_gru.linear_in``), as the surgery script splits
-it; deepfilter-rt's PyTorch export splits before ``linear_in``: both are recognised and converted.
+``merge_onnx.py``); the code here is dfnb's own. The split point of the encoder is the GRU's input (after
+``emb_gru.linear_in``), as the surgery script splits it; deepfilter-rt's PyTorch export splits before
+``linear_in``: both are recognised and converted.
 
 Notebook: 07_third_party_folders
 """
@@ -302,23 +303,27 @@ def _export_h0(loaded: Any, out: Path, decoder_states: bool, dynamo: bool) -> No
         e0, e1, e2, e3, emb, c0, _, _ = Enc()(fe, fs, h0)
     erb_h0 = torch.zeros(spec.emb_num_layers - 1, 1, spec.emb_hidden_dim)
     df_h0 = torch.zeros(spec.df_num_layers, 1, spec.df_hidden_dim)
-    jobs = [(Enc(), (fe, fs, h0), "enc", ["feat_erb", "feat_spec", "h0"], ["e0", "e1", "e2", "e3", "emb", "c0", "lsnr", "h1"])]
+    jobs = [(Enc(), (fe, fs, h0), "enc", ["feat_erb", "feat_spec", "h0"],
+             ["e0", "e1", "e2", "e3", "emb", "c0", "lsnr", "h1"])]
     if decoder_states:
-        jobs += [(Erb(), (emb, e3, e2, e1, e0, erb_h0), "erb_dec", ["emb", "e3", "e2", "e1", "e0", "erb_h0"], ["m", "erb_h1"]),
+        jobs += [(Erb(), (emb, e3, e2, e1, e0, erb_h0), "erb_dec", ["emb", "e3", "e2", "e1", "e0", "erb_h0"],
+                  ["m", "erb_h1"]),
                  (Df(), (emb, c0, df_h0), "df_dec", ["emb", "c0", "df_h0"], ["coefs", "df_h1"])]
     time_axis = {"feat_erb": 2, "feat_spec": 2, "emb": 1, "e0": 2, "e1": 2, "e2": 2, "e3": 2, "c0": 2, "lsnr": 1,
                  "m": 2, "coefs": 1}
     for mod, args, name, ins, outs in jobs:
         dyn = {n: {time_axis[n]: "S"} for n in ins + outs if n in time_axis}
         dyn.update({n: {1: "B"} for n in ins + outs if n.endswith(("h0", "h1"))})
-        kw: dict = {"dynamo": True, "external_data": False} if dynamo and name == "enc" else {"dynamo": False, "opset_version": 14}
+        kw: dict = ({"dynamo": True, "external_data": False} if dynamo and name == "enc"
+                    else {"dynamo": False, "opset_version": 14})
         try:
             torch.onnx.export(mod.eval(), args, str(out / f"{name}.onnx"), input_names=ins, output_names=outs,
                               dynamic_axes=dyn, **kw)
-        except Exception as e:  # torch.export specialises the time axis of some encoders (DeepFilterNet3_ll's)
+        except Exception as e:  # noqa: BLE001 -- torch.export specialises the time axis of some encoders
             why = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()[0][:120]
-            raise DfnbError(f"torch's {'dynamo' if kw['dynamo'] else 'TorchScript'} exporter cannot export {spec.name}'s "
-                            f"{name} with a dynamic time axis ({why}); use kind 'h0'.") from None
+            kind = "dynamo" if kw["dynamo"] else "TorchScript"
+            raise DfnbError(f"torch's {kind} exporter cannot export {spec.name}'s {name} with a dynamic time axis "
+                            f"({why}); use kind 'h0'.") from None
 
 
 def build_folder(kind: str, out: Path | str, *, release: Path | str | None = None, loaded: Any = None,

@@ -47,15 +47,19 @@ import numpy as np
 import torch
 
 import dfnb
-from dfnb import clips, metrics, plot
+from dfnb import clips, listen, metrics, plot
 from dfnb.export import ensure_export
-from dfnb.host import host_enhance, inspect_folder
+from dfnb.folder import inspect_folder
+from dfnb.hosts.onnx import Host
+from dfnb.layout import delay_samples
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
-from dfnb.streaming import delay_samples, stream_enhance
+from dfnb.runtime import enhance
+from dfnb.streaming import Stream
 
 torch.set_num_threads(1)  # one hop at a time: a single thread is faster, and far faster on a busy machine
-EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb04_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
+EXPORT_ROOT = (Path(tempfile.mkdtemp(prefix="dfnb04_")) if FAST
+               else Path(dfnb.__file__).resolve().parent.parent / "models")
 
 
 # %% [markdown]
@@ -69,7 +73,7 @@ EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb04_")) if FAST else Path(dfnb.__
 noisy0, clean0, sr = clips.load_pair(CLIPS[0])
 models = {"DeepFilterNet3": load_model("DeepFilterNet3")}
 before_offline = enhance_offline(models["DeepFilterNet3"], noisy0, sr).audio
-before_stream, _ = stream_enhance(models["DeepFilterNet3"], noisy0, chunk=CHUNK)
+before_stream = enhance(Stream(models["DeepFilterNet3"]), noisy0, chunk=CHUNK)
 print(f"DeepFilterNet3 on {CLIPS[0]}: offline and chunk-{CHUNK} stream computed")
 
 # %% [markdown]
@@ -103,7 +107,7 @@ assert models["DeepFilterNet3_ll"].spec.emb_hidden_dim > models["DeepFilterNet3"
 
 # %%
 after_offline = enhance_offline(models["DeepFilterNet3"], noisy0, sr).audio
-after_stream, _ = stream_enhance(models["DeepFilterNet3"], noisy0, chunk=CHUNK)
+after_stream = enhance(Stream(models["DeepFilterNet3"]), noisy0, chunk=CHUNK)
 print("max |before - after|: offline", float(np.abs(after_offline - before_offline).max()),
       "stream", float(np.abs(after_stream - before_stream).max()))
 assert np.array_equal(after_offline, before_offline) and np.array_equal(after_stream, before_stream)
@@ -124,9 +128,10 @@ for _, ll in PAIRS:
     ref = enhance_offline(m, noisy0, sr).audio
     for v in ["stateless", *STATEFUL]:
         folder = ensure_export(m, v, EXPORT_ROOT)
-        y = host_enhance(folder, noisy0, chunk=CHUNK)
+        y = enhance(Host(folder), noisy0, chunk=CHUNK)
         ll_outputs[ll, v] = y
-        fidelity.append({"model": ll, "variant": v, f"SNR diff vs offline, chunk {CHUNK} (dB)": metrics.snr_of_difference(ref, y),
+        fidelity.append({"model": ll, "variant": v,
+                         f"SNR diff vs offline, chunk {CHUNK} (dB)": metrics.snr_of_difference(ref, y),
                          "host delay (ms)": 1000 * inspect_folder(folder).delay_samples / sr})
 print(f"on {CLIPS[0]}")
 print(metrics.metrics_table(fidelity, floatfmt=".1f"))
@@ -136,15 +141,27 @@ assert all(r[col] < 30.0 for r in fidelity if r["variant"] == "stateless")
 
 # %%
 ll = PAIRS[0][1]
+ll_delay = inspect_folder(ensure_export(models[ll], "full", EXPORT_ROOT, say=lambda _: None)).delay_samples
 fig = plot.plot_error_vs_time(enhance_offline(models[ll], noisy0, sr).audio,
                               {v: ll_outputs[ll, v] for v in ["stateless", *STATEFUL]}, sr, chunk_hops=CHUNK,
+                              delay_samples=ll_delay, exact_db=EXACT_DB,
                               title=f"{ll} on {CLIPS[0]}: onnxruntime host vs offline")
 
 # %% [markdown]
 # ## 4 · What zero lookahead costs, and what it saves
 #
 # Each model enhances the same clips offline; PESQ, STOI and the SNR improvement are measured against the clean
-# recordings. The delay is what a stream of that model lags behind its input (`delay_samples`).
+# recordings. The delay is what a stream of that model lags behind its input (`delay_samples`). This section uses
+# several clips (one in FAST mode) instead of the one clip of the rest of the notebooks, because a quality
+# difference between two models on one three-second clip says little; the per-clip table shows the spread.
+#
+# First, listen on the notebooks' clip: DeepFilterNet3 with and without lookahead, and their difference — what
+# 20 ms of lookahead changes (one gain for all players, `normalize=False`).
+
+# %%
+with_la, without_la = (enhance_offline(models[n], noisy0, sr).audio for n in PAIRS[0])
+listen.players({"noisy": noisy0, PAIRS[0][0]: with_la, PAIRS[0][1]: without_la}, sr, residuals=[PAIRS[0]],
+               title=f"offline, {CLIPS[0]}")
 
 # %%
 quality = []
@@ -160,7 +177,8 @@ print(metrics.metrics_table(quality))
 assert all(r["SNR impr. (dB)"] > 0 and r["PESQ"] > r["noisy PESQ"] for r in quality)  # every model helps every clip
 
 # %%
-mean = {name: {k: float(np.mean([r[k] for r in quality if r["model"] == name])) for k in ("PESQ", "STOI", "SNR impr. (dB)")}
+mean = {name: {k: float(np.mean([r[k] for r in quality if r["model"] == name]))
+               for k in ("PESQ", "STOI", "SNR impr. (dB)")}
         for name in models}
 summary = []
 for low, ll in PAIRS:
@@ -182,8 +200,8 @@ for low, ll in PAIRS:
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
 for ax, key in zip(axes, ("PESQ", "SNR impr. (dB)")):
-    for name in models:
-        d_ms = 1000 * delay_samples(models[name].spec) / sr
+    for i, name in enumerate(models):
+        d_ms = 1000 * delay_samples(models[name].spec) / sr + 0.8 * (i - 1.5)  # both _ll models sit at 10 ms
         vals = [r[key] for r in quality if r["model"] == name]
         (mean_marker,) = ax.plot(d_ms, np.mean(vals), "D", ms=9, label=f"{name} (mean {np.mean(vals):.2f})")
         ax.scatter([d_ms] * len(vals), vals, alpha=0.4, color=mean_marker.get_color())
@@ -191,7 +209,8 @@ for ax, key in zip(axes, ("PESQ", "SNR impr. (dB)")):
     ax.set_ylabel(key)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small")
-fig.suptitle(f"quality vs delay, {len(CLIPS)} VoiceBank-DEMAND clip(s) (dots: clips, diamonds: means)")
+fig.suptitle(f"quality vs delay, {len(CLIPS)} VoiceBank-DEMAND clip(s) (dots: clips, diamonds: means; models "
+             "offset by ≤ 1.2 ms so that equal delays stay visible)");
 
 # %% [markdown]
 # ## Summary
@@ -201,8 +220,8 @@ fig.suptitle(f"quality vs delay, {len(CLIPS)} VoiceBank-DEMAND clip(s) (dots: cl
 # - Their stateful exports are exact (≥ 90 dB) under chunked streaming; their stateless exports diverge like
 #   DeepFilterNet3's — lookahead is only one of the six kinds of memory.
 # - Zero lookahead cuts the stream delay to the STFT overlap alone (10 ms, against 30 ms for DeepFilterNet3 and
-#   50 ms for DeepFilterNet2 — see the table); on these clips the average quality cost is small (under a quarter of a PESQ point;
-#   the numbers are above); per clip the differences are larger and go either way (the per-clip table).
+#   50 ms for DeepFilterNet2 — see the table); on these clips the average quality cost is small (under a quarter
+#   of a PESQ point; the numbers are above); per clip the differences are larger and go either way (the per-clip table).
 #
 # ## Where to go next
 #

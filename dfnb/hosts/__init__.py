@@ -11,8 +11,58 @@ Each module is one host, and each host is a :class:`dfnb.runtime.Runtime` (``res
   :mod:`dfnb.hosts.pipeline_fixes` replays them on an exact export with each cause switchable.
 
 Nothing here imports torch: a realtime user deploys an exported folder with numpy, libdf and onnxruntime only.
-
-Notebook: 02_stateful_export
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["HOSTS", "open_host"]
+
+HOSTS = ("auto", "onnx", "fast")
+"""``auto`` picks the fastest exact host that can serve the folder; ``onnx`` forces the general host."""
+
+
+def open_host(folder: Path | str, *, host: str = "auto", threads: int = 1, **kw: Any):
+    """A runtime for an exported folder: :class:`~dfnb.hosts.fast.FastStepHost` for ``step`` folders, else the
+    general :class:`~dfnb.hosts.onnx.Host` (``host="onnx"`` forces it; ``**kw`` go to the host).
+
+    Parameters
+    ----------
+    folder : path
+        A model folder (any dfnb variant, or upstream's three files with their ``config.ini``).
+    host : {"auto", "onnx", "fast"}
+        ``auto``: the fast host for a ``step`` folder when no ``**kw`` are given, else the general host.
+    threads : int
+        onnxruntime intra-op threads.
+    **kw
+        Passed to :class:`~dfnb.hosts.onnx.Host` (``per_call_offline``, ``reset_dsp``, ``probes``).
+
+    Returns
+    -------
+    dfnb.runtime.Runtime
+        A reset runtime; run it with :func:`dfnb.runtime.enhance` or call ``process``/``flush`` yourself.
+
+    Raises
+    ------
+    DfnbError
+        An unknown ``host``; :class:`~dfnb.errors.ModelFolderError` for a folder that does not check out.
+
+    Examples
+    --------
+    >>> from dfnb.runtime import enhance  # doctest: +SKIP
+    >>> y = enhance(open_host("models/dfn3_step"), noisy)  # doctest: +SKIP
+    """
+    from ..args import check_choice, check_path
+    from ..errors import ModelFolderError
+
+    host = check_choice(host, "host", HOSTS)
+    folder = check_path(folder, "folder", error=ModelFolderError, what="the path of a model folder")
+    if host == "fast" or (host == "auto" and not kw and (folder / "step.onnx").is_file()):
+        from .fast import FastStepHost
+
+        return FastStepHost(folder, threads=threads)
+    from .onnx import Host
+
+    return Host(folder, threads=threads, **kw)

@@ -50,12 +50,14 @@ from typing import Any
 import numpy as np
 
 from .. import dsp
+from ..args import check_choice, check_int
 from ..errors import DfnbError, ModelFolderError
-from ..formats import FEEDS, FolderFormat, open_session, recognise
+from ..folder import open_session
+from ..formats import FEEDS, FolderFormat, recognise
 from ..runtime import Runtime
 
 __all__ = ["MIN_DB_THRESH", "MAX_DB_ERB_THRESH", "MAX_DB_DF_THRESH", "FolderGraphs", "PipelineHost", "open_pipeline",
-           "feature_tensors", "coefs_of"]
+           "open_folder", "feature_tensors", "coefs_of"]
 
 # deepfilter-rt src/lib.rs constants ("Match DeepFilterNet CLI defaults")
 MIN_DB_THRESH = -15.0
@@ -159,11 +161,9 @@ class PipelineHost(Runtime):
     def __init__(self, graphs: Any, config: Any, *, feed: str, window: int, gating: bool = True,
                  offline_start: bool = False, delayed_features: bool | None = None, dfn2_stage: bool = False,
                  probes: bool = False, label: str = "deepfilter-rt pipeline"):
-        if feed not in FEEDS[1:]:
-            raise DfnbError(f"unknown feeding {feed!r}; deepfilter-rt feeds step, h0 or window.")
-        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
-            raise DfnbError(f"--window must be a positive number of frames, got {window!r}.")
-        self.graphs, self.spec, self.feed, self.T = graphs, config, feed, int(window)
+        feed = check_choice(feed, "feed", FEEDS[1:])
+        window = check_int(window, "window", hint="T, the feature frames the ring keeps (e.g. 40)")
+        self.graphs, self.spec, self.feed, self.T = graphs, config, feed, window
         self.gating, self.offline_start = bool(gating), bool(offline_start)
         self.delayed = (feed == "window") if delayed_features is None else bool(delayed_features)
         c = config
@@ -289,5 +289,56 @@ def open_pipeline(folder: Path | str | FolderFormat, *, feed: str | None = None,
                                "the model's config.ini into the folder.")
     graphs = FolderGraphs(fmt, feed, threads)
     default_t = fmt.window.get(feed) or (fmt.config.conv_kernel_inp[0] if feed != "window" else 40)
-    return PipelineHost(graphs, fmt.config, feed=feed, window=window or default_t, probes=probes,
-                        label=f"deepfilter-rt {feed} feeding of {fmt.path.name}")
+    t = default_t if window is None else window
+    return PipelineHost(graphs, fmt.config, feed=feed, window=t, probes=probes,
+                        label=f"deepfilter-rt {feed} feeding (T={t}) of {fmt.path.name}")
+
+
+def open_folder(folder: Path | str, *, feed: str | None = None, window: int | None = None, host: str = "auto",
+                threads: int = 1, **kw: Any) -> Runtime:
+    """A runtime for any folder :func:`dfnb.formats.recognise` knows (what ``dfnb enhance --model FOLDER`` runs).
+
+    dfnb's own host (:func:`dfnb.hosts.open_host`, ``host`` and ``**kw`` passed on) when it runs the folder and
+    no deepfilter-rt feeding is asked for; else :func:`open_pipeline`: a folder only deepfilter-rt runs is fed
+    its own way, ``feed``/``window`` choose another.
+
+    Parameters
+    ----------
+    folder : path
+    feed : {"frame", "step", "h0", "window"}, optional
+        ``frame``: dfnb's host only; the others: deepfilter-rt's feedings.
+    window : int, optional
+        T of deepfilter-rt's feedings (default: what it uses for the format).
+
+    Returns
+    -------
+    dfnb.runtime.Runtime
+        A :class:`~dfnb.hosts.onnx.Host`, :class:`~dfnb.hosts.fast.FastStepHost` or :class:`PipelineHost`.
+
+    Examples
+    --------
+    >>> from dfnb.runtime import enhance  # doctest: +SKIP
+    >>> y = enhance(open_folder("deepfilter-rt/models/dfn3", feed="window", window=40), noisy)  # doctest: +SKIP
+
+    Notebook: 07_third_party_folders
+    """
+    from . import open_host
+
+    if feed is not None:
+        feed = check_choice(feed, "feed", FEEDS)
+    if feed not in (None, "frame") or window is not None:
+        fmt = recognise(folder, weights=False)
+        if feed in (None, "frame") and "frame" in fmt.feeds:
+            raise DfnbError("window sets T of deepfilter-rt's feedings: add a feed (step, h0 or window); dfnb's host "
+                            "feeds one hop per call (the chunk sets the hops per call).")
+        return open_pipeline(fmt, feed=feed, window=window, threads=threads)
+    try:
+        return open_host(folder, host=host, threads=threads, **kw)
+    except ModelFolderError as e:  # not a folder dfnb's hosts run: maybe another pipeline's format
+        try:
+            fmt = recognise(folder, weights=False)
+        except DfnbError:
+            raise e from None
+        if feed == "frame" or "frame" in fmt.feeds:
+            raise e from None
+        return open_pipeline(fmt, threads=threads)

@@ -43,13 +43,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import DfnbError
-from ..formats import open_session
+from ..folder import open_session
 from .pipeline import PipelineHost, coefs_of, feature_tensors
 
-__all__ = ["CAUSES", "FIXES", "causes_for", "FixableGraphs", "fixable_host"]
+__all__ = ["CAUSES", "FIXES", "causes_for", "describe", "FixableGraphs", "fixable_host"]
 
 CAUSES = {
-    "start": "the first {L} feature frames reach the encoder and every state starts {L} hops early (offline drops them)",
+    "start": "the first {L} feature frames reach the encoder and every state starts {L} hops early (offline drops "
+             "them)",
     "gating": "mask and deep filter are gated on lsnr (zero mask below -15 dB, nothing above 35 dB)",
     "conv": "the decoders run on one frame with zero conv states: their past frames (df_convp's {kdf} past c0 "
             "frames) are not carried",
@@ -88,7 +89,8 @@ def causes_for(feed: str, carries: tuple[str, ...], config: Any, window: int) ->
     if feed == "frame":
         out += ["context"] * ("conv" not in carries) + ["conv"] * ("conv" not in carries)
         return out + ["gru"] * bool(missing)
-    out += {"step": ["conv", "context"], "h0": ["take", "rerun", "context"], "window": ["delay", "restart", "context"]}[feed]
+    out += {"step": ["conv", "context"], "h0": ["take", "rerun", "context"],
+            "window": ["delay", "restart", "context"]}[feed]
     if feed == "h0" and (set(missing) & {"gru_erb", "gru_df"}):
         out.append("gru")
     return out + ["dfstage"] * (config.family == "deepfilternet2") + ["gating"]
