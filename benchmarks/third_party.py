@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     from dfnb.export import export_model
     from dfnb.formats import recognise
     from dfnb.hosts import open_host
-    from dfnb.models import find_release_tarball, load_model
+    from dfnb.models import load_model
     from dfnb.offline import enhance_offline
+    from dfnb.releases import find_release_tarball
     from dfnb.runtime import enhance
     from dfnb.thirdparty import build_folder
 

@@ -41,15 +41,15 @@ FEEDS = ("frame", "step", "h0", "window")  # dfnb.formats.FEEDS (kept literal: t
 
 
 def _models_dir() -> Path:
-    from .models import _models_dir as md
+    from .assets import models_dir
 
-    return md(None)
+    return models_dir()
 
 
 def cmd_models(args) -> int:
     """List the models dfnb knows and where each one's weights come from."""
     from .errors import AssetNotFoundError, ChecksumError
-    from .models import MODEL_NAMES, find_release_tarball
+    from .releases import MODEL_NAMES, find_release_tarball
 
     mdir = _models_dir()
     print(f"{'model':<20} {'weights from':<70} imported")
@@ -136,8 +136,9 @@ def cmd_export(args) -> int:
     """Export a model (or any recognised folder's weights, ``--from``) as an ONNX folder of one variant. An
     explicit --out (or the default folder of a model name) is checked before the model is loaded."""
     from .export import default_folder, export_model
-    from .models import MODEL_NAMES, load_model
+    from .models import load_model
     from .placement import check_target
+    from .releases import MODEL_NAMES
 
     named = args.model in MODEL_NAMES and not args.source
     out = Path(args.out) if args.out else (default_folder(args.model, args.variant, _models_dir()) if named else None)

@@ -107,8 +107,8 @@ def _release_index(name: str) -> tuple[str, dict[int, list[np.ndarray]], int]:
     """``(tarball name, size -> sorted tensors, total weight values)`` of one official release."""
     import onnx
 
-    from .models import find_release_tarball
     from .onnx_import import ONNX_PARTS, read_release
+    from .releases import find_release_tarball
 
     path, _ = find_release_tarball(name)
     files = read_release(path)
@@ -176,7 +176,7 @@ def identify(paths: Iterable[Path | str], *, tol: float = TOL, prefer: Iterable[
     Notebook: 07_third_party_folders
     """
     from .errors import AssetNotFoundError, ChecksumError
-    from .models import MODEL_NAMES
+    from .releases import MODEL_NAMES
 
     known = list(known)
     mine = [t for t in graph_weights(paths) if _match(t, [k for k in known if k.size == t.size], tol) is None]

@@ -44,7 +44,6 @@ report's ``ignored`` (the ``Pad`` fill value 0, and the lsnr scale/offset, which
 from __future__ import annotations
 
 import tarfile
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +51,7 @@ from typing import Any
 
 from dfnb.errors import AssetNotFoundError, ModelError
 
-__all__ = ["ONNX_PARTS", "read_release", "import_onnx_release", "fill_from_onnx", "fill_from_graphs", "poison_"]
+__all__ = ["ONNX_PARTS", "read_release", "fill_from_onnx", "fill_from_graphs", "poison_"]
 
 ONNX_PARTS = ("enc", "erb_dec", "df_dec")
 _FILES = ("config.ini",) + tuple(f"{p}.onnx" for p in ONNX_PARTS)
@@ -94,27 +93,6 @@ def poison_(net: Any) -> None:
         for v in net.state_dict().values():
             if v.is_floating_point():
                 v.fill_(float("nan"))
-
-
-def import_onnx_release(tarball_or_dir: Path, name: str = "") -> tuple[Any, Any, dict]:
-    """Build ``DfNet`` from the release's own config.ini and fill every parameter/buffer from its graphs.
-
-    Returns ``(net, spec, report)``; ``report`` says which ONNX tensor filled which parameter, what was
-    ignored and why, what stayed unused, and holds the release's ``config_ini`` text.
-    """
-    from dfnb.models import RELEASE_TARBALLS, build_model
-
-    files = read_release(Path(tarball_or_dir))
-    name = name or {t: n for n, t in RELEASE_TARBALLS.items()}.get(Path(tarball_or_dir).name, Path(tarball_or_dir).name)
-    with tempfile.TemporaryDirectory(prefix="dfnb-release-") as tmp:
-        cfg = Path(tmp) / "config.ini"
-        cfg.write_bytes(files["config.ini"])
-        net, spec = build_model(cfg, name=name)
-    poison_(net)
-    report = fill_from_onnx(net, spec, files)
-    report["source"] = str(tarball_or_dir)
-    report["config_ini"] = files["config.ini"].decode()
-    return net, spec, report
 
 
 # ---------------------------------------------------------------- ONNX side
@@ -309,8 +287,7 @@ def fill_from_graphs(net: Any, spec: Any, parts: dict[str, list[Any]]) -> dict:
     import torch
     from torch import nn
 
-    from dfnb.compat import import_df
-    from dfnb.models import CONFIG_LOCK
+    from dfnb.compat import CONFIG_LOCK, import_df
 
     new: dict[str, Any] = {}
     mapping, ignored = {}, {}  # parameter -> "part.onnx:tensor...", tensor -> why it is not a weight

@@ -64,8 +64,9 @@ from dfnb.formats import recognise
 from dfnb.hosts.onnx import Host
 from dfnb.hosts.pipeline import open_pipeline
 from dfnb.hosts.pipeline_fixes import CAUSES, describe
-from dfnb.models import find_release_tarball, load_model
+from dfnb.models import load_model
 from dfnb.offline import enhance_offline
+from dfnb.releases import find_release_tarball
 from dfnb.runtime import enhance
 from dfnb.thirdparty import build_folder
 

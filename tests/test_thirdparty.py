@@ -33,8 +33,8 @@ from dfnb.hosts import open_host
 from dfnb.hosts.onnx import Host
 from dfnb.hosts.pipeline import PipelineHost, open_folder, open_pipeline
 from dfnb.hosts.pipeline_fixes import CAUSES, causes_for, fixable_host
-from dfnb.models import find_release_tarball
 from dfnb.offline import enhance_offline
+from dfnb.releases import find_release_tarball
 from dfnb.runtime import enhance
 from dfnb.thirdparty import build_folder
 
