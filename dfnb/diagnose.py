@@ -183,7 +183,7 @@ def diagnose(folder: Path | str | FolderFormat, *, clip: str | Path = DEFAULT_CL
     from .convert import convert_folder
     from .export import export_model
     from .hosts.pipeline import open_pipeline
-    from .hosts.pipeline_fixes import CAUSES, FIXES, causes_for, describe, fixable_host
+    from .hosts.pipeline_fixes import CAUSES, FIXES, causes_for, describe, fixable_host, open_exact
     from .offline import enhance_offline
 
     t0 = time.perf_counter()
@@ -217,9 +217,11 @@ def diagnose(folder: Path | str | FolderFormat, *, clip: str | Path = DEFAULT_CL
         missing = [s for s, g in (("h0", "gru_enc"), ("erb_h0", "gru_erb"), ("df_h0", "gru_df"))
                    if g not in fmt.carries]
         base = set(CAUSES) - set(causes)
+        sessions = open_exact(exact_folder)
 
         def replay(fixed: set[str]) -> np.ndarray:
-            return _run(fixable_host(exact_folder, cfg, feed=feed, window=T, carried=carried, fixed=fixed), x)
+            return _run(fixable_host(exact_folder, cfg, feed=feed, window=T, carried=carried, fixed=fixed,
+                                     sessions=sessions), x)
 
         say("replaying: nothing fixed, each cause alone, all but each, all")
         y0 = replay(base)
@@ -303,7 +305,8 @@ def check_conversion(folder: Path | str | FolderFormat, exact_folder: Path | str
 
 
 def save_diagnosis(d: Diagnosis, out_dir: Path | str) -> tuple[Path, Path]:
-    """Write ``diagnose.json`` and ``diagnose.png`` (SNR per fix; error per hop) into ``out_dir``.
+    """Write ``diagnose.json`` and ``diagnose.png`` (SNR per fix; error per hop) into ``out_dir``; a file there
+    that dfnb did not write is never replaced (:mod:`dfnb.placement`).
 
     Parameters
     ----------
@@ -323,15 +326,15 @@ def save_diagnosis(d: Diagnosis, out_dir: Path | str) -> tuple[Path, Path]:
     from matplotlib.figure import Figure
 
     from .errors import ExportError
+    from .placement import building_file, check_target, marker_text, prepare_folder
     from .plot import plot_error_vs_time, save_figure
 
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "diagnose.json").write_text(json.dumps(d.to_dict(), indent=2) + "\n")
-    except OSError as e:
-        raise ExportError(f"cannot write the diagnosis to {out} ({e.strerror or e}); choose a writable --out.") \
-            from None
+    out = prepare_folder(out_dir, what="--out")
+    js, png = out / "diagnose.json", out / "diagnose.png"
+    for p in (js, png):  # only files dfnb wrote are replaced, and that is checked before any work
+        check_target(p, folder=False, replace=True, error=ExportError, make_parent=False, what="--out")
+    with building_file(js, replace=True, error=ExportError, what="--out") as tmp:
+        tmp.write_text(json.dumps({"written_by": marker_text(), **d.to_dict()}, indent=2) + "\n")
     fig = Figure(figsize=(12.0, 4.0), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, width_ratios=[1, 1.4])
     names = ["emulated"] + [f"fix {c.name}" for c in d.causes] + ["all fixed"]
@@ -346,4 +349,4 @@ def save_diagnosis(d: Diagnosis, out_dir: Path | str) -> tuple[Path, Path]:
     ax1.grid(alpha=0.3, axis="x")
     plot_error_vs_time(d.signals["offline"], {k: v for k, v in d.signals.items() if k != "offline"}, ax=ax2,
                        title=d.clip)
-    return out / "diagnose.json", save_figure(fig, out / "diagnose.png")
+    return js, save_figure(fig, png)

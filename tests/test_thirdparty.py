@@ -24,7 +24,7 @@ import torch
 from dfnb import clips, dsp, metrics
 from dfnb.convert import convert_folder
 from dfnb.diagnose import diagnose, save_diagnosis
-from dfnb.errors import ArgumentError, AudioError, DfnbError, ModelFolderError
+from dfnb.errors import ArgumentError, AudioError, DfnbError, ExportError, ModelFolderError
 from dfnb.export import export_model
 from dfnb.files import enhance_file
 from dfnb.fingerprint import identify
@@ -32,7 +32,7 @@ from dfnb.formats import graph_roles, recognise, resolve_shape
 from dfnb.hosts import open_host
 from dfnb.hosts.onnx import Host
 from dfnb.hosts.pipeline import PipelineHost, open_folder, open_pipeline
-from dfnb.hosts.pipeline_fixes import CAUSES, causes_for, fixable_host
+from dfnb.hosts.pipeline_fixes import CAUSES, causes_for, fixable_host, open_exact
 from dfnb.offline import enhance_offline
 from dfnb.releases import find_release_tarball
 from dfnb.runtime import enhance
@@ -63,21 +63,46 @@ def rt(load, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def fmt_of(rt):
+    """``fmt_of(model, kind)``: the folder recognised once (weights not compared: test_recognised does that)."""
+    cache: dict = {}
+
+    def get(name: str, kind: str):
+        if (name, kind) not in cache:
+            cache[(name, kind)] = recognise(rt(name, kind), weights=False)
+        return cache[(name, kind)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def emulated(fmt_of, audio):
+    """``emulated(model, kind, feed, T)``: the folder's own graphs fed as deepfilter-rt does, once."""
+    cache: dict = {}
+
+    def get(name: str, kind: str, feed: str, T: int):
+        if (name, kind, feed, T) not in cache:
+            cache[(name, kind, feed, T)] = enhance(open_pipeline(fmt_of(name, kind), feed=feed, window=T), audio)
+        return cache[(name, kind, feed, T)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def audio():
     """0.3 s to 1.0 s of the clip (speech from 0.6 s on): short, so the per-hop emulations stay quick."""
     return clips.load_clip(CLIP)[0][14400:48000].copy()
 
 
 @pytest.fixture(scope="session")
-def converted(rt, tmp_path_factory):
+def converted(fmt_of, tmp_path_factory):
     """``converted(model)``: DfNet converted from the split-streaming folder, exported ``full`` (once)."""
     root = tmp_path_factory.mktemp("converted")
     cache: dict = {}
 
     def get(name: str):
         if name not in cache:
-            fmt = recognise(rt(name, "split-streaming"), weights=False)  # the weights are compared elsewhere
-            cache[name] = export_model(convert_folder(fmt), "full", root / name)
+            cache[name] = export_model(convert_folder(fmt_of(name, "split-streaming")), "full", root / name)
         return cache[name]
 
     return get
@@ -254,9 +279,9 @@ FEEDINGS = [("DeepFilterNet3", "split-streaming", "step", 40), ("DeepFilterNet3"
 
 
 @pytest.mark.parametrize("name,kind,feed,T", FEEDINGS, ids=[f"{m}-{k}-{f}" for m, k, f, _ in FEEDINGS])
-def test_emulated_feeding_matches_an_independent_transcription(rt, load, reference, audio, name, kind, feed, T):
-    fmt = recognise(rt(name, kind), weights=False)
-    y = enhance(open_pipeline(fmt, feed=feed, window=T), audio)
+def test_emulated_feeding_matches_an_independent_transcription(emulated, load, reference, audio, name, kind, feed,
+                                                              T):
+    y = emulated(name, kind, feed, T)
     y2 = transcribed(load(name), audio, feed, T)
     ref = reference(name)
     a, b = metrics.snr_of_difference(ref, y), metrics.snr_of_difference(ref, y2)
@@ -265,35 +290,34 @@ def test_emulated_feeding_matches_an_independent_transcription(rt, load, referen
     assert len(y) == len(audio)
 
 
-def _replay(full, fmt, feed, fixed, x):
-    T = fmt.window[feed]
-    carried = {s.input for s in fmt.states if s.group.startswith("gru")}
-    return enhance(fixable_host(full, fmt.config, feed=feed, window=T, carried=carried, fixed=fixed), x)
-
-
 @pytest.mark.parametrize("name", ["DeepFilterNet3", "DeepFilterNet3_ll"])
-def test_replay_on_an_exact_export_equals_the_folder_and_each_fix_helps(rt, exported, converted, reference, audio,
-                                                                         name):
-    fmt = recognise(rt(name, "split-streaming"), weights=False)
+def test_replay_on_an_exact_export_equals_the_folder_and_each_fix_helps(fmt_of, emulated, exported, converted,
+                                                                         reference, audio, name):
+    fmt = fmt_of(name, "split-streaming")
     full, ref = (exported(name, "full") if name == "DeepFilterNet3" else converted(name)), reference(name)
-    causes = causes_for("step", fmt.carries, fmt.config, 40)
-    base = set(CAUSES) - set(causes)
-    own = enhance(open_pipeline(fmt), audio)
-    assert metrics.snr_of_difference(own, _replay(full, fmt, "step", base, audio)) >= 100.0
-    assert metrics.snr_of_difference(ref, _replay(full, fmt, "step", set(CAUSES), audio)) >= 120.0
+    base = set(CAUSES) - set(causes_for("step", fmt.carries, fmt.config, 40))
+    carried = {s.input for s in fmt.states if s.group.startswith("gru")}
+    sessions = open_exact(full)
+
+    def replay(fixed):
+        return enhance(fixable_host(full, fmt.config, feed="step", window=40, carried=carried, fixed=fixed,
+                                    sessions=sessions), audio)
+
+    own = emulated(name, "split-streaming", "step", 40)
+    assert metrics.snr_of_difference(own, replay(base)) >= 100.0
+    assert metrics.snr_of_difference(ref, replay(set(CAUSES))) >= 120.0
     if name == "DeepFilterNet3":  # the two causes of the issue: df_convp's past frames and the first 2 frames
-        assert metrics.snr_of_difference(ref, _replay(full, fmt, "step", base | {"conv", "start"}, audio)) >= 120.0
+        assert metrics.snr_of_difference(ref, replay(base | {"conv", "start"})) >= 120.0
     else:  # the zero-prefilled window is itself a cause for the _ll model
-        own_db = metrics.snr_of_difference(ref, own)
-        assert metrics.snr_of_difference(ref, _replay(full, fmt, "step", base | {"context"}, audio)) >= own_db + 10
+        assert metrics.snr_of_difference(ref, replay(base | {"context"})) >= metrics.snr_of_difference(ref, own) + 10
 
 
-def test_diagnose_names_the_causes_and_writes_json_and_figure(rt, load, exported, audio, tmp_path):
+def test_diagnose_names_the_causes_and_writes_json_and_figure(fmt_of, load, exported, audio, tmp_path):
     """On combined streaming (T = 3: the same causes as split streaming, notebook 07, at a tenth of the cost)."""
     import soundfile as sf
 
     sf.write(tmp_path / "short.wav", audio, 48000)
-    d = diagnose(recognise(rt("DeepFilterNet3", "combined-streaming"), weights=False), clip=tmp_path / "short.wav",
+    d = diagnose(fmt_of("DeepFilterNet3", "combined-streaming"), clip=tmp_path / "short.wav",
                  loaded=load("DeepFilterNet3"), exact_folder=exported("DeepFilterNet3", "full"))
     assert {c.name for c in d.causes if c.needed} == {"conv", "start"}
     assert d.agreement_db >= 100 and d.all_fixed_db >= 120 and d.emulated_db < 60
@@ -302,12 +326,19 @@ def test_diagnose_names_the_causes_and_writes_json_and_figure(rt, load, exported
     data = json.loads(js.read_text())
     assert data["feed"] == "step" and len(data["causes"]) == len(d.causes) and png.stat().st_size > 10_000
     assert [c["name"] for c in data["causes"]] == ["start", "conv", "context", "gating"]
+    assert save_diagnosis(d, tmp_path / "out")[0] == js  # its own files are replaced
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "diagnose.json").write_text("{}\n")  # a file dfnb did not write is never replaced
+    with pytest.raises(ExportError):
+        save_diagnosis(d, mine)
+    assert (mine / "diagnose.json").read_text() == "{}\n" and not (mine / "diagnose.png").exists()
 
 
-def test_every_layout_converts_to_the_release_weights(rt, load):
+def test_every_layout_converts_to_the_release_weights(fmt_of, load):
     want = load("DeepFilterNet3").net.state_dict()
     for kind in ("split-streaming", "combined-streaming", "combined", "h0"):  # upstream's: tests/test_onnx_import.py
-        m = convert_folder(recognise(rt("DeepFilterNet3", kind), weights=False))
+        m = convert_folder(fmt_of("DeepFilterNet3", kind))
         got = m.net.state_dict()
         diff = max(float((got[k] - v).abs().max()) for k, v in want.items()
                    if v.is_floating_point() and k not in m.report["zero_filled"])
@@ -327,12 +358,12 @@ def test_converted_export_streams_exactly(rt, converted, reference, audio, tmp_p
     assert metrics.snr_of_difference(reference(name), enhance(open_host(out), audio)) >= 120.0
 
 
-def test_a_pipeline_is_a_runtime_like_every_other(rt, audio, tmp_path):
+def test_a_pipeline_is_a_runtime_like_every_other(fmt_of, audio, tmp_path):
     """Partial hops, the audio gate, enhance() and the file driver treat deepfilter-rt's feedings as every dfnb
     runtime (dfnb.runtime.Runtime)."""
     import soundfile as sf
 
-    h = open_pipeline(recognise(rt("DeepFilterNet3", "combined-streaming"), weights=False))
+    h = open_pipeline(fmt_of("DeepFilterNet3", "combined-streaming"))
     assert isinstance(h, PipelineHost) and h.default_chunk == 1
     x = audio
     whole = np.concatenate([h.process(x), h.flush()])

@@ -175,7 +175,7 @@ class PipelineHost(Runtime):
         self.dfl = c.df_lookahead if self.dfn2_stage else 0
         self.delay_samples = (c.fft_size - c.hop_size) + (self.L + self.dfl) * c.hop_size
         self.label = label
-        self._inv = np.repeat(np.eye(c.nb_erb, dtype=np.float32), self.cfg.erb_widths, axis=1)
+        self._widths = np.asarray(self.cfg.erb_widths)
         super().__init__(probes)
 
     def _reset(self) -> None:
@@ -224,7 +224,7 @@ class PipelineHost(Runtime):
         out = self.buf_y[len(self.buf_y) - 1 - self.L].copy()
         zero = self.gating and lsnr < MIN_DB_THRESH
         if not self.gating or lsnr <= MAX_DB_ERB_THRESH:
-            out *= 0.0 if zero else (np.asarray(m, np.float32) @ self._inv)
+            out *= 0.0 if zero else np.repeat(np.asarray(m, np.float32), self._widths)  # each band's gain per bin
         use_df = not self.gating or (lsnr <= MAX_DB_DF_THRESH and not zero)
         nb = cfg.nb_df
         if self.dfn2_stage:  # DeepFilterNet2's order: filter the masked spectra, df_lookahead frames later

@@ -46,7 +46,7 @@ from ..errors import DfnbError
 from ..folder import open_session
 from .pipeline import PipelineHost, coefs_of, feature_tensors
 
-__all__ = ["CAUSES", "FIXES", "causes_for", "describe", "FixableGraphs", "fixable_host"]
+__all__ = ["CAUSES", "FIXES", "causes_for", "describe", "FixableGraphs", "fixable_host", "open_exact"]
 
 CAUSES = {
     "start": "the first {L} feature frames reach the encoder and every state starts {L} hops early (offline drops "
@@ -102,6 +102,11 @@ def describe(cause: str, table: dict[str, str], *, config: Any, window: int, mis
                                kdf=config.df_pathway_kernel_size_t - 1, missing=", ".join(missing) or "none")
 
 
+def open_exact(full_folder: Path | str) -> dict[str, Any]:
+    """The onnxruntime sessions of a dfnb ``full`` folder's three graphs (open once, replay many times)."""
+    return {g: open_session(Path(full_folder) / f"{g}.onnx") for g in ("enc", "erb_dec", "df_dec")}
+
+
 class FixableGraphs:
     """The feeding's model calls on a dfnb ``full`` folder; ``fixed`` names the causes removed.
 
@@ -109,9 +114,9 @@ class FixableGraphs:
     """
 
     def __init__(self, full_folder: Path | str, feed: str, window: int, fixed: set[str], carried: set[str],
-                 order: int):
+                 order: int, sessions: dict[str, Any] | None = None):
         p = Path(full_folder)
-        self.sess = {g: open_session(p / f"{g}.onnx") for g in ("enc", "erb_dec", "df_dec")}
+        self.sess = sessions or open_exact(p)
         self.states = {}
         for g, s in self.sess.items():
             base = {"enc": 2, "erb_dec": 5, "df_dec": 2}[g]
@@ -210,7 +215,8 @@ class FixableGraphs:
 
 
 def fixable_host(full_folder: Path | str, config: Any, *, feed: str, window: int, carried: set[str],
-                 fixed: set[str] = frozenset(), probes: bool = False) -> PipelineHost:
+                 fixed: set[str] = frozenset(), probes: bool = False,
+                 sessions: dict[str, Any] | None = None) -> PipelineHost:
     """:class:`PipelineHost` on a dfnb ``full`` folder with the causes in ``fixed`` removed.
 
     Parameters
@@ -226,6 +232,8 @@ def fixable_host(full_folder: Path | str, config: Any, *, feed: str, window: int
         GRU state inputs the emulated folder carries (``h0``, ``erb_h0``, ``df_h0``).
     fixed : set of str
         Causes (:data:`CAUSES`) to remove.
+    sessions : dict, optional
+        :func:`open_exact` of ``full_folder``, to share between many replays.
 
     Returns
     -------
@@ -243,7 +251,7 @@ def fixable_host(full_folder: Path | str, config: Any, *, feed: str, window: int
         raise DfnbError(f"unknown cause(s) {sorted(unknown)}; causes are {', '.join(CAUSES)}.")
     rt_feed = "step" if feed == "frame" else feed
     graphs = FixableGraphs(full_folder, feed, 1 if feed == "frame" else window, set(fixed), set(carried),
-                           config.df_order)
+                           config.df_order, sessions)
     return PipelineHost(graphs, config, feed=rt_feed, window=1 if feed == "frame" else window,
                         gating=feed != "frame" and "gating" not in fixed,
                         offline_start=feed == "frame" or "start" in fixed,
