@@ -247,21 +247,8 @@ def _write_step(loaded: Any, step_model: Any, tmp: Path, feats: dict) -> dict:
     zeros = [torch.zeros(d.shape) for d in descs]
     path = tmp / "step.onnx"
     _onnx_export(step_model, (*hop(0), *zeros), path, in_names, out_names, None)
-    # verify: 40 consecutive hops, states carried in both runtimes
-    import onnx
-    import onnxruntime as ort
-
-    onnx.checker.check_model(str(path), full_check=True)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    st_t, st_o, worst = zeros, [z.numpy() for z in zeros], 0.0
-    for i in range(min(40, spec.shape[0])):
-        xs = hop(i)
-        with torch.no_grad():
-            out_t = step_model(*xs, *st_t)
-        out_o = sess.run(out_names, dict(zip(in_names, [v.numpy() for v in xs] + list(st_o))))
-        worst = max(worst, max(float(np.max(np.abs(a.numpy() - b))) for a, b in zip(out_t, out_o)))
-        st_t, st_o = list(out_t[2:]), out_o[2:]
-    return {"step.onnx": worst}
+    hops = [(*hop(i), *zeros) for i in range(min(40, spec.shape[0]))]  # 40 consecutive hops, states carried
+    return {"step.onnx": _check_against_torch(path, step_model, hops, in_names, out_names, len(descs))}
 
 
 def _manifest(loaded: Any, variant: str, step_model: Any, tmp: Path, report: dict, seconds: float) -> dict:
@@ -299,15 +286,41 @@ def _manifest(loaded: Any, variant: str, step_model: Any, tmp: Path, report: dic
 # Export into place
 # ----------------------------------------------------------------------------------------------------------
 def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = False, quiet: bool = True) -> Path:
-    """Export ``loaded`` (a :class:`dfnb.models.LoadedModel`) as ``variant`` into folder ``out``.
+    """Export a model as one variant into folder ``out``, verified against PyTorch (module docstring).
 
     The folder is built beside ``out`` and put in place by :func:`dfnb.placement.building_folder`: ``force``
     replaces only a dfnb export or import folder (or an empty one), never anything else, the working folder
     or the weights being read; without ``force`` a folder that appears at ``out`` while the export runs is
     left untouched (of two concurrent exports to one target, one wins and the other gets an ExportError).
 
-    Raises :class:`ExportError` if the variant is unknown, ``out`` exists and ``force`` is false or it is not
-    dfnb's, the target is not writable, or the export does not match PyTorch (max abs diff > 1e-4).
+    Parameters
+    ----------
+    loaded : dfnb.models.LoadedModel
+        The model (:func:`dfnb.models.load_model`, or :func:`dfnb.convert.convert_folder` for another
+        pipeline's folder).
+    variant : {"stateless", "h0", "gru", "full", "step"}
+    out : path
+        The folder to create.
+    force : bool
+        Replace ``out`` if it is a dfnb export or import.
+    quiet : bool
+        Kept for callers; the exporter's warnings are always silenced.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``, holding the graphs, ``config.ini`` and ``manifest.json``.
+
+    Raises
+    ------
+    ExportError
+        An unknown variant, ``out`` exists without ``force`` or is not dfnb's, the target is not writable,
+        or the export does not match PyTorch (max abs diff > 1e-4).
+
+    Examples
+    --------
+    >>> export_model(load_model("DeepFilterNet3"), "full", "models/dfn3_full")  # doctest: +SKIP
+    PosixPath('models/dfn3_full')
 
     Notebook: 02_stateful_export
     """
