@@ -127,10 +127,12 @@ def cmd_export(args) -> int:
     from .models import load_model
 
     m = load_model(args.model)
-    out = Path(args.out) if args.out else default_folder(m.name, args.variant, _models_dir())
+    kind = args.variant + (f"_b{args.streams}" if args.streams else "")  # a batched folder: models/dfn3_step_b32
+    out = Path(args.out) if args.out else default_folder(m.name, kind, _models_dir())
     t0 = time.perf_counter()
-    export_model(m, args.variant, out, force=args.force)
-    print(f"exported {m.name} variant {args.variant} to {out} in {time.perf_counter() - t0:.1f} s "
+    export_model(m, args.variant, out, force=args.force, streams=args.streams)
+    print(f"exported {m.name} variant {args.variant}{f' for {args.streams} streams' if args.streams else ''} to "
+          f"{out} in {time.perf_counter() - t0:.1f} s "
           f"(verified against PyTorch; see {out / 'manifest.json'})")
     return 0
 
@@ -213,8 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="export a model as an ONNX folder (stateless, h0, gru, full, step)")
     s.add_argument("--model", default="DeepFilterNet3", help="model name (see `dfnb models`) or a checkpoint folder")
     s.add_argument("--variant", required=True, choices=("stateless", "h0", "gru", "full", "step"))
-    s.add_argument("--out", default=None, help="target folder (default models/<short>_<variant>, e.g. models/dfn3_h0)")
+    s.add_argument("--out", default=None, help="target folder (default models/<short>_<variant>[_b<N>], e.g. models/dfn3_h0)")
     s.add_argument("--force", action="store_true", help="replace the target folder if it exists")
+    s.add_argument("--streams", type=int, default=None, metavar="N",
+                   help="step only: a batched graph that advances N streams per call (dfnb.hosts.batched)")
     s.set_defaults(func=cmd_export)
     s = sub.add_parser("inspect", help="describe a model folder and check it is complete and consistent")
     s.add_argument("folder")

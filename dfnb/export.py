@@ -347,9 +347,11 @@ def _cleanup_stale(parent: Path, name: str) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = False, quiet: bool = True) -> Path:
+def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = False, quiet: bool = True,
+                 streams: int | None = None) -> Path:
     """Export ``loaded`` (a :class:`dfnb.models.LoadedModel`) as ``variant`` into folder ``out``.
 
+    ``streams`` (``step`` only) writes the batched step graph for many streams (:mod:`dfnb.batching`).
     Raises :class:`ExportError` if the variant is unknown, ``out`` exists and ``force`` is false, the target is
     not writable, or the export does not match PyTorch (max abs diff > 1e-4).
 
@@ -359,6 +361,10 @@ def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = Fa
 
     if variant not in VARIANTS:
         raise ExportError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+    if streams is not None and (variant != "step" or isinstance(streams, bool) or not isinstance(streams, int)
+                                or streams < 1):
+        raise ExportError(f"streams={streams!r} needs variant 'step' and a positive number of streams "
+                          "(dfnb export --variant step --streams N).")
     out = Path(out)
     parent = out.parent.resolve()
     try:
@@ -382,7 +388,11 @@ def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = Fa
         (tmp / ".pid").write_text(str(os.getpid()))
         step_model = StepModel(loaded.net, loaded.spec)
         feats = _real_features(loaded)
-        if variant == "step":
+        if streams is not None:
+            from .batching import write_batched_step
+
+            report, batched = write_batched_step(step_model, tmp, feats, streams, opset=OPSET)
+        elif variant == "step":
             report = _write_step(loaded, step_model, tmp, feats)
         else:
             report = _write_three_files(loaded, step_model, variant, tmp, feats)
@@ -392,6 +402,10 @@ def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = Fa
                               "This is a dfnb bug; please report it with this message.")
         shutil.copyfile(Path(loaded.folder) / "config.ini", tmp / "config.ini")
         manifest = _manifest(loaded, variant, step_model, tmp, report, time.perf_counter() - t0)
+        if streams is not None:
+            from .batching import batch_manifest
+
+            manifest = batch_manifest(manifest, batched, streams)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         (tmp / ".pid").unlink()
         _swap_into_place(tmp, out)

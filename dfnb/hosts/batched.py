@@ -1,0 +1,409 @@
+"""Many independent streams through one batched ``step`` folder: one onnxruntime call per hop for all of them.
+
+A realtime server that enhances ``N`` calls at once could run ``N`` single-stream hosts; each would stream the
+GRU weights from memory once per hop. :class:`BatchedHost` runs a folder exported with
+``dfnb export --variant step --streams N`` (:mod:`dfnb.batching`) instead: every hop (a *tick*), the active
+streams' spectra go through the graph as one batch, so each weight is read once for all of them.
+
+Streams have their own lifecycle. :meth:`BatchedHost.join` gives a new stream a row (fresh model state, fresh
+DSP state, its own warm-up); :meth:`BatchedHost.leave` drains its lookahead (alone, with the zero frames
+offline padding feeds) and frees the row — the last active row moves into the hole, so active streams always
+occupy rows ``0..k-1`` and the graph runs on exactly ``k`` rows; :meth:`BatchedHost.reset` restarts one
+stream. The per-stream DSP (STFT, feature norms, overlap-add) is :class:`dfnb.fastpath.LeanDsp`'s arithmetic
+vectorised over the rows. Each stream's output equals what a single-stream host gives for it alone, to
+rounding (``tests/test_batched.py``).
+
+States live in onnxruntime-bound numpy buffers, two sets (A → B, B → A), as in the single-stream fast host;
+bindings are rebuilt only when the number of streams changes.
+
+Notebook: 05_realtime
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .. import audio as audio_mod
+from .. import dsp
+from ..errors import AudioError, ModelFolderError, StateError
+from ..layout import ModelConfig, delay_frames
+
+__all__ = ["BatchedDsp", "BatchedHost", "enhance_many"]
+
+_F32 = np.float32
+_BASE_IN = ("spec", "feat_erb", "feat_spec")
+
+
+class BatchedDsp:
+    """Per-hop analysis, features and synthesis of ``capacity`` streams at once, rows ``0..k-1``.
+
+    The arithmetic of :mod:`dfnb.dsp` (and :class:`dfnb.fastpath.LeanDsp`) in the same order, on ``[k, ...]``
+    arrays; state rows ``analysis_mem``, ``synthesis_mem``, ``erb_norm``, ``unit_norm`` as in
+    :class:`dfnb.dsp.DspState`. Needs ``fft_size == 2 * hop_size`` (every DeepFilterNet release).
+    """
+
+    def __init__(self, cfg: "dsp.DspConfig", capacity: int):
+        t = cfg._t  # noqa: SLF001 — the precomputed tables of the config (window, bands), shared with dfnb.dsp
+        if not t.fast_ola:
+            raise ModelFolderError(f"BatchedHost needs fft_size == 2 * hop_size, got {cfg.fft_size}/{cfg.hop_size}; "
+                                   "run this model with the single-stream host.")
+        self.cfg, self.t, n = cfg, t, capacity
+        m, f = t.mem_len, cfg.freq_bins
+        self.analysis_mem = np.zeros((n, m), _F32)
+        self.synthesis_mem = np.zeros((n, m), _F32)
+        self.erb_norm = np.zeros((n, cfg.nb_erb), _F32)
+        self.unit_norm = np.zeros((n, cfg.nb_df), _F32)
+        self._frame = np.empty((n, cfg.fft_size), _F32)
+        self._sq = np.empty((n, 2 * f), _F32)
+        self._pw = np.empty((n, f), _F32)
+        self._db = np.empty((n, cfg.nb_erb), _F32)
+        self._tmp_e = np.empty((n, cfg.nb_erb), _F32)
+        self._mag = np.empty((n, cfg.nb_df), _F32)
+        self._tmp_d = np.empty((n, cfg.nb_df), _F32)
+        self._out = np.empty((n, cfg.hop_size), _F32)
+
+    def reset_row(self, i: int) -> None:
+        self.analysis_mem[i] = 0.0
+        self.synthesis_mem[i] = 0.0
+        self.erb_norm[i] = self.t.erb_init
+        self.unit_norm[i] = self.t.unit_init
+
+    def move_row(self, src: int, dst: int) -> None:
+        for a in (self.analysis_mem, self.synthesis_mem, self.erb_norm, self.unit_norm):
+            a[dst] = a[src]
+
+    def analysis_into(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Rows of hops ``x`` (float32 [k, hop]) -> spectra ``out`` (complex64 [k, F])."""
+        k, t, m = len(x), self.t, self.t.mem_len
+        buf, mem = self._frame[:k], self.analysis_mem[:k]
+        np.multiply(mem, t.w_first, out=buf[:, :m])
+        np.multiply(x, t.w_second, out=buf[:, m:])
+        mem[:] = x
+        spec = np.fft.rfft(buf, axis=-1)  # float64 inside, like dfnb.dsp
+        np.multiply(spec, t.wnorm, out=spec)
+        out[:] = spec
+
+    def features_into(self, spec: np.ndarray, erb_out: np.ndarray, df_out: np.ndarray) -> None:
+        """ERB features (float32 [k, E]) and unit-normalised DF spectra (float32 [k, nb_df, 2]) of ``spec``."""
+        k, t, nb_df = len(spec), self.t, self.cfg.nb_df
+        sq, pw, db, tmp_e = self._sq[:k], self._pw[:k], self._db[:k], self._tmp_e[:k]
+        v = spec.view(_F32)
+        np.multiply(v, v, out=sq)
+        np.add(sq[:, 0::2], sq[:, 1::2], out=pw)
+        np.add.reduceat(pw, t.band_starts, axis=1, out=db)
+        db *= t.band_scale
+        db += _F32(1e-10)
+        np.log10(db, out=db)
+        db *= _F32(10.0)
+        mean, unit = self.erb_norm[:k], self.unit_norm[:k]
+        mean *= t.alpha
+        np.multiply(db, t.one_minus_alpha, out=tmp_e)
+        mean += tmp_e
+        db -= mean
+        x = spec[:, :nb_df]
+        mag, tmp_d = self._mag[:k], self._tmp_d[:k]
+        np.abs(x, out=mag)
+        unit *= t.alpha
+        np.multiply(mag, t.one_minus_alpha, out=tmp_d)
+        unit += tmp_d
+        np.sqrt(unit, out=mag)
+        np.divide(db, _F32(40.0), out=erb_out)
+        np.divide(np.ascontiguousarray(x).view(_F32).reshape(k, nb_df, 2), mag[:, :, None], out=df_out)
+
+    def synthesis(self, spec: np.ndarray, first: int = 0) -> np.ndarray:
+        """Spectra (complex64 [k, F]) of rows ``first..first+k-1`` -> hops (float32 [k, hop], reused next call)."""
+        t, h = self.t, self.cfg.hop_size
+        mem = self.synthesis_mem[first : first + len(spec)]
+        y = np.fft.irfft(spec, self.cfg.fft_size, axis=-1, norm="forward").astype(_F32)
+        y *= t.window
+        out = self._out[: len(spec)]
+        np.add(y[:, :h], mem, out=out)
+        mem[:] = y[:, h:]
+        return out
+
+
+def _session(path: Path, threads: int, config: dict | None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    for k, v in (config or {}).items():
+        so.add_session_config_entry(k, str(v))
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises several exception types for corrupt files
+        raise ModelFolderError(f"{path} cannot be loaded by onnxruntime ({str(e).splitlines()[0][:160]}); "
+                               "re-export the folder (dfnb export --variant step --streams N --force).") from None
+
+
+class BatchedHost:
+    """Advance many independent streams of one batched ``step`` folder, one hop each per :meth:`process` call.
+
+    Parameters
+    ----------
+    folder : path
+        A folder written by ``dfnb export --variant step --streams N`` (:func:`dfnb.batching.export_batched`).
+    capacity : int, optional
+        Most streams at once (default: the ``N`` of the export).
+    threads : int
+        onnxruntime intra-op threads (the batch splits well over 2 threads).
+
+    Examples
+    --------
+    >>> host = BatchedHost("models/dfn3_step_b32")  # doctest: +SKIP
+    >>> a, b = host.join(), host.join()  # doctest: +SKIP
+    >>> out = host.process({a: hop_a, b: hop_b})  # one 480-sample hop each in, one each out  # doctest: +SKIP
+    >>> tail = host.leave(a)  # its last delay_frames hops  # doctest: +SKIP
+
+    Notebook: 05_realtime
+    """
+
+    def __init__(self, folder: Path | str, capacity: int | None = None, *, threads: int = 1,
+                 session_config: dict | None = None):
+        self.folder = Path(folder)
+        man = self._manifest()
+        self.batch = man["batch"]
+        self.capacity = int(capacity if capacity is not None else self.batch["streams"])
+        if self.capacity < 1:
+            raise StateError(f"capacity must be a positive number of streams, got {capacity!r}.")
+        mc = ModelConfig.read(self.folder / "config.ini")
+        self.cfg = dsp.DspConfig.from_spec(mc)
+        self.family, self.L = mc.family, int(mc.conv_lookahead)
+        self.delay_frames = delay_frames(mc)
+        self.delay_samples = self.delay_frames * mc.hop_size + mc.fft_size - mc.hop_size
+        self.sess = _session(self.folder / "step.onnx", threads, session_config)
+        ins = [i for i in self.sess.get_inputs() if i.name not in _BASE_IN]
+        outs = [o.name for o in self.sess.get_outputs()][2:]
+        if len(ins) != len(outs) or "spec_buf" not in [i.name for i in ins]:
+            raise ModelFolderError(f"{self.folder / 'step.onnx'} is not a batched step graph (states {len(ins)} in, "
+                                   f"{len(outs)} out); re-export it with --streams.")
+        n, f = self.capacity, self.cfg.freq_bins
+        self.state_names = [i.name for i in ins]
+        self._out_of = dict(zip(self.state_names, outs))
+        self._bufs = [{i.name: np.zeros([n, *i.shape[1:]], _F32) for i in ins} for _ in range(2)]
+        self._spec = np.zeros((n, 1, 1, f, 2), _F32)
+        self._fe = np.zeros((n, 1, 1, self.cfg.nb_erb), _F32)
+        self._fs = np.zeros((n, 1, 1, self.cfg.nb_df, 2), _F32)
+        self._enh = np.zeros((n, 1, 1, f, 2), _F32)
+        self._lsnr = np.zeros((n, 1, 1), _F32)
+        self._spec_c = self._spec.reshape(n, f * 2).view(np.complex64)
+        self._enh_c = self._enh.reshape(n, f * 2).view(np.complex64)
+        self.dsp = BatchedDsp(self.cfg, n)
+        self._hops_in = np.zeros(n, np.int64)
+        self._ids: list[int] = []  # stream id of each active row
+        self._next_id = 0
+        self._parity = 0
+        self._bound: tuple = ()  # (k, [binding A->B, binding B->A])
+        self._zeros = np.zeros((n, self.cfg.hop_size), _F32)
+
+    def _manifest(self) -> dict:
+        try:
+            man = json.loads((self.folder / "manifest.json").read_text())
+        except (OSError, ValueError) as e:
+            raise ModelFolderError(f"{self.folder}: no readable manifest.json ({e}); a batched folder is written by "
+                                   "`dfnb export --variant step --streams N`.") from None
+        if man.get("variant") != "step" or "batch" not in man:
+            raise ModelFolderError(f"{self.folder} is not a batched step folder (variant {man.get('variant')!r}, no "
+                                   "'batch' section); export one with `dfnb export --variant step --streams N`, or "
+                                   "run a single-stream folder with dfnb.fastpath.FastStepHost.")
+        return man
+
+    # -- streams ---------------------------------------------------------------------------------------
+    @property
+    def streams(self) -> tuple[int, ...]:
+        """The ids of the active streams, in row order (the order of :meth:`process_rows`)."""
+        return tuple(self._ids)
+
+    def join(self) -> int:
+        """Open a new stream (fresh state); returns its id."""
+        k = len(self._ids)
+        if k >= self.capacity:
+            raise StateError(f"all {self.capacity} streams of this host are in use; leave() one first or create the "
+                             "host with a larger capacity.")
+        self._clear_row(k)
+        self._ids.append(self._next_id)
+        self._next_id += 1
+        return self._ids[-1]
+
+    def _row(self, sid: int) -> int:
+        try:
+            return self._ids.index(sid)
+        except ValueError:
+            raise StateError(f"stream {sid!r} is not active on this host (active: {list(self._ids)}); join() returns "
+                             "the ids.") from None
+
+    def _clear_row(self, r: int) -> None:
+        for bufs in self._bufs:
+            for a in bufs.values():
+                a[r] = 0.0
+        self.dsp.reset_row(r)
+        self._hops_in[r] = 0
+
+    def reset(self, sid: int) -> None:
+        """Restart stream ``sid`` from the initial state (same id, same row)."""
+        self._clear_row(self._row(sid))
+
+    def leave(self, sid: int, *, flush: bool = True) -> np.ndarray:
+        """Close stream ``sid``; with ``flush``, first drain its lookahead (returns ``delay_frames`` hops)."""
+        r = self._row(sid)
+        last = len(self._ids) - 1
+        tail = self._flush_row(r) if flush else np.zeros(0, _F32)
+        if r != last:  # the last active row moves into the hole: rows 0..k-1 stay the active ones
+            for bufs in self._bufs:
+                for a in bufs.values():
+                    a[r] = a[last]
+            self.dsp.move_row(last, r)
+            self._hops_in[r] = self._hops_in[last]
+            self._ids[r] = self._ids[last]
+        self._ids.pop()
+        return tail
+
+    def lsnr(self, sid: int) -> float:
+        """The encoder's local SNR estimate (dB) of stream ``sid``'s last model frame."""
+        return float(self._lsnr[self._row(sid), 0, 0])
+
+    # -- the graph ---------------------------------------------------------------------------------------
+    def _binding(self, lo: int, hi: int, parity: int):
+        import onnxruntime as ort
+
+        b = self.sess.io_binding()
+        ov = ort.OrtValue.ortvalue_from_numpy
+        for name, arr in (("spec", self._spec), ("feat_erb", self._fe), ("feat_spec", self._fs)):
+            b.bind_ortvalue_input(name, ov(arr[lo:hi]))
+        b.bind_ortvalue_output("enh", ov(self._enh[lo:hi]))
+        b.bind_ortvalue_output("lsnr", ov(self._lsnr[lo:hi]))
+        src, dst = self._bufs[parity], self._bufs[1 - parity]
+        for name in self.state_names:
+            b.bind_ortvalue_input(name, ov(src[name][lo:hi]))
+            b.bind_ortvalue_output(self._out_of[name], ov(dst[name][lo:hi]))
+        return b
+
+    def _run(self, lo: int, hi: int, parity: int, binding=None) -> None:
+        """One graph call on rows lo..hi-1 (states parity -> 1-parity), with the per-row warm-up."""
+        self.sess.run_with_iobinding(binding or self._binding(lo, hi, parity))
+        warm = np.flatnonzero(self._hops_in[lo:hi] < self.L) + lo
+        if len(warm):  # warm-up rows: only spec_buf advances (what the single-stream graph's gates do)
+            src, dst = self._bufs[parity], self._bufs[1 - parity]
+            for name in self.state_names:
+                if name != "spec_buf":
+                    dst[name][warm] = src[name][warm]
+        self._hops_in[lo:hi] += 1
+
+    def _flush_row(self, r: int) -> np.ndarray:
+        """Drain row r alone: delay_frames hops of zero spectrum and features; the other rows do not move."""
+        h, parity = self.cfg.hop_size, self._parity
+        out = np.zeros(self.delay_frames * h, _F32)
+        for j in range(self.delay_frames):
+            self._spec[r] = 0.0
+            self._fe[r] = 0.0
+            self._fs[r] = 0.0
+            self._run(r, r + 1, parity)
+            src, dst = self._bufs[parity], self._bufs[1 - parity]
+            for name in self.state_names:  # back into the buffers of the shared parity, for the next call
+                src[name][r] = dst[name][r]
+            if self._hops_in[r] > self.delay_frames:
+                out[j * h : (j + 1) * h] = self.dsp.synthesis(self._enh_c[r : r + 1], first=r)[0]
+        return out
+
+    # -- one tick ------------------------------------------------------------------------------------------
+    def process_rows(self, x: np.ndarray) -> np.ndarray:
+        """One hop of every active stream: ``x`` float32 ``[k, hop]`` in :attr:`streams` order -> ``[k, hop]``.
+
+        The returned array is reused by the next call (copy rows to keep them). Streams still in their first
+        ``delay_frames`` hops output zeros, as the single-stream hosts do.
+        """
+        k = len(self._ids)
+        x = np.asarray(x)
+        if x.shape != (k, self.cfg.hop_size):
+            raise AudioError(f"process_rows takes one hop per active stream, float32 [{k}, {self.cfg.hop_size}], got "
+                             f"{x.dtype}{list(x.shape)}; streams in row order: {list(self._ids)}.")
+        if k == 0:
+            return self._zeros[:0]
+        self._gate(x)
+        x = np.ascontiguousarray(x, dtype=_F32)
+        d = self.dsp
+        d.analysis_into(x, self._spec_c[:k])
+        d.features_into(self._spec_c[:k], self._fe.reshape(-1, self.cfg.nb_erb)[:k],
+                        self._fs.reshape(-1, self.cfg.nb_df, 2)[:k])
+        if not self._bound or self._bound[0] != k:
+            self._bound = (k, [self._binding(0, k, p) for p in (0, 1)])
+        self._run(0, k, self._parity, self._bound[1][self._parity])
+        self._parity ^= 1
+        y = d.synthesis(self._enh_c[:k])
+        quiet = np.flatnonzero(self._hops_in[:k] <= self.delay_frames)
+        if len(quiet):  # no output frame yet: zeros out, overlap-add memory untouched (still zero)
+            y[quiet] = 0.0
+            d.synthesis_mem[quiet] = 0.0
+        return y
+
+    def process(self, hops: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """One hop of every active stream by id (``{id: hop_size samples}``) -> ``{id: hop_size samples}``."""
+        if set(hops) != set(self._ids):
+            raise StateError(f"process() needs one hop for every active stream and no other: active "
+                             f"{sorted(self._ids)}, given {sorted(hops)}; leave() streams that stopped.")
+        y = self.process_rows(np.stack([np.asarray(hops[s], _F32) for s in self._ids]) if self._ids else
+                              np.zeros((0, self.cfg.hop_size), _F32))
+        return {s: y[i] for i, s in enumerate(self._ids)}
+
+    def _gate(self, x: np.ndarray) -> None:
+        """Non-finite or absurd samples raise AudioError naming the stream; nothing of the tick runs."""
+        if x.dtype.kind != "f":
+            raise AudioError(f"process_rows takes float samples in [-1, 1], got {x.dtype}; convert PCM with "
+                             "dfnb.audio.to_float32 first.")
+        peak = np.max(np.abs(x), axis=1)
+        if not np.all(peak <= audio_mod.FLOAT_PEAK_LIMIT):
+            r = int(np.argmax(~(peak <= audio_mod.FLOAT_PEAK_LIMIT)))
+            raise AudioError(f"stream {self._ids[r]}: this hop has non-finite samples or a peak far outside [-1, 1] "
+                             f"(max |x| = {peak[r]:g}); nothing of this tick reached the model. Clean the samples "
+                             "(np.nan_to_num, scaling) before passing them in.")
+
+
+def enhance_many(host: BatchedHost, audios: Sequence[np.ndarray], starts: Sequence[int] | None = None
+                 ) -> list[np.ndarray]:
+    """Enhance several 48 kHz clips as concurrent streams of ``host``; each output aligned, same length as its clip.
+
+    Stream ``i`` joins at tick ``starts[i]`` (default 0), gets one hop per tick (its clip padded with
+    ``fft_size`` zeros, as :func:`dfnb.runtime.enhance` pads), and leaves right after its last hop, draining
+    its lookahead; the others keep going. So streams join and leave mid-run, and each output compares sample by
+    sample with the same clip enhanced alone.
+
+    Notebook: 05_realtime
+    """
+    if host.streams:
+        raise StateError(f"enhance_many needs an idle host; streams {list(host.streams)} are active (leave() them).")
+    hop, fft = host.cfg.hop_size, host.cfg.fft_size
+    xs = [audio_mod.check_audio(a, host.cfg.sr) for a in audios]
+    padded = [np.concatenate([x, np.zeros((len(x) + fft) // hop * hop - len(x), _F32)]) for x in xs]
+    starts = list(starts) if starts is not None else [0] * len(xs)
+    if len(starts) != len(xs) or any(int(s) < 0 for s in starts):
+        raise StateError(f"starts must give one tick >= 0 per clip ({len(xs)} clips), got {starts!r}.")
+    outs: list[list[np.ndarray]] = [[] for _ in xs]
+    sid_of: dict[int, int] = {}
+    pos = [0] * len(xs)
+    tick, done = 0, 0
+    while done < len(xs):
+        for i, s in enumerate(starts):
+            if s == tick:
+                sid_of[i] = host.join()
+        y = host.process({sid_of[i]: padded[i][pos[i] * hop : (pos[i] + 1) * hop] for i in sid_of})
+        for i in list(sid_of):
+            outs[i].append(y[sid_of[i]].copy())
+            pos[i] += 1
+            if pos[i] * hop == len(padded[i]):
+                outs[i].append(host.leave(sid_of.pop(i)))
+                done += 1
+        tick += 1
+    d = host.delay_samples
+    res = []
+    for x, o in zip(xs, outs):
+        y = np.concatenate(o)[d : d + len(x)]
+        res.append(np.concatenate([y, np.zeros(len(x) - len(y), _F32)]) if len(y) < len(x) else y)
+    return res
