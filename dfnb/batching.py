@@ -40,7 +40,6 @@ Notebook: 05_realtime
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -325,25 +324,7 @@ def export_batched(source: Any, out: Path | str, *, streams: int, force: bool = 
 
     Notebook: 05_realtime
     """
-    from .export import export_model
+    from .export import export_model, model_of_step_folder
 
-    if isinstance(source, (str, Path)):
-        from .models import load_model
-
-        folder = Path(source)
-        try:
-            man = json.loads((folder / "manifest.json").read_text())
-        except (OSError, ValueError) as e:
-            raise ExportError(f"{folder} has no readable manifest.json ({e}); pass a dfnb step folder or a model.") \
-                from None
-        if man.get("variant") != "step" or not man.get("model"):
-            raise ExportError(f"{folder} is a {man.get('variant')!r} folder; batched exports start from a step "
-                              "folder (dfnb export --variant step) or a model name.")
-        loaded = load_model(man["model"])
-        want = (man.get("weights") or {}).get("sha256")
-        if want and want != loaded.source_sha256:
-            raise ExportError(f"{folder} was exported from other weights ({want[:12]}…) than {man['model']} has "
-                              f"here ({str(loaded.source_sha256)[:12]}…); export from the model instead.")
-    else:
-        loaded = source
+    loaded = model_of_step_folder(source) if isinstance(source, (str, Path)) else source
     return export_model(loaded, "step", out, force=force, streams=streams)

@@ -25,6 +25,7 @@ Notebook: 00_tour
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -127,9 +128,19 @@ def cmd_export(args) -> int:
     from .models import load_model
 
     m = load_model(args.model)
-    kind = args.variant + (f"_b{args.streams}" if args.streams else "")  # a batched folder: models/dfn3_step_b32
-    out = Path(args.out) if args.out else default_folder(m.name, kind, _models_dir())
+    kind = args.variant + (f"_b{args.streams}" if args.streams else "") + (f"_{args.precision}" if args.precision else "")
+    out = Path(args.out) if args.out else default_folder(m.name, kind, _models_dir())  # e.g. models/dfn3_step_b32
     t0 = time.perf_counter()
+    if args.precision:
+        from .precision import export_precision
+
+        if args.variant != "step" or args.streams:
+            raise DfnbError("--precision needs --variant step (single stream, without --streams).")
+        fid = json.loads((export_precision(m, out, args.precision, force=args.force) / "manifest.json").read_text())
+        print(f"exported {m.name} step in {args.precision} to {out} in {time.perf_counter() - t0:.1f} s; SNR of the "
+              f"difference to offline float32: {fid['fidelity']['snr_db_vs_offline_fp32']:.1f} dB "
+              f"on {fid['fidelity']['clip']} (see {out / 'manifest.json'})")
+        return 0
     export_model(m, args.variant, out, force=args.force, streams=args.streams)
     print(f"exported {m.name} variant {args.variant}{f' for {args.streams} streams' if args.streams else ''} to "
           f"{out} in {time.perf_counter() - t0:.1f} s "
@@ -219,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace the target folder if it exists")
     s.add_argument("--streams", type=int, default=None, metavar="N",
                    help="step only: a batched graph that advances N streams per call (dfnb.hosts.batched)")
+    s.add_argument("--precision", choices=("fp16", "int8-dynamic", "int8-static"), default=None,
+                   help="step only: reduced-precision weights; the manifest records the measured fidelity (dfnb.precision)")
     s.set_defaults(func=cmd_export)
     s = sub.add_parser("inspect", help="describe a model folder and check it is complete and consistent")
     s.add_argument("folder")

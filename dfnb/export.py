@@ -44,7 +44,7 @@ from .errors import ExportError
 from .streaming import StateDesc, delay_frames, delay_samples, describe_states
 
 __all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "io_names", "export_model", "ensure_export", "variant_states",
-           "OPSET"]
+           "OPSET", "model_of_step_folder"]
 
 VARIANTS = ("stateless", "h0", "gru", "full", "step")
 SHORT_NAMES = {"DeepFilterNet3": "dfn3", "DeepFilterNet2": "dfn2", "DeepFilterNet3_ll": "dfn3_ll",
@@ -443,6 +443,30 @@ def ensure_export(loaded: Any, variant: str, root: Path | str = "models", *, say
         say(f"{out} {why}; left untouched, exporting to {other} instead")
         out = other
     return export_model(loaded, variant, out)
+
+
+def model_of_step_folder(folder: Path | str) -> Any:
+    """The :class:`dfnb.models.LoadedModel` a single-stream ``step`` folder was exported from (loaded again by the
+    name in its manifest; the weights' sha256 must match), for exports derived from the folder.
+
+    Notebook: 05_realtime
+    """
+    from .models import load_model
+
+    folder = Path(folder)
+    try:
+        man = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{folder} has no readable manifest.json ({e}); pass a dfnb step folder or a model.") from None
+    if man.get("variant") != "step" or not man.get("model") or "batch" in man or "precision" in man:
+        raise ExportError(f"{folder} is not a single-stream float32 step folder (variant {man.get('variant')!r}); "
+                          "start from one written by `dfnb export --variant step`, or from a model name.")
+    loaded = load_model(man["model"])
+    want = (man.get("weights") or {}).get("sha256")
+    if want and want != loaded.source_sha256:
+        raise ExportError(f"{folder} was exported from other weights ({want[:12]}…) than {man['model']} has here "
+                          f"({str(loaded.source_sha256)[:12]}…); export from the model instead.")
+    return loaded
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
