@@ -353,10 +353,12 @@ def api_cases(ctx: Ctx) -> list[tuple[str, str, Callable[[], object]]]:
     """(what, call as written in the table, thunk) for the documented errors of the Python API."""
     import onnxruntime as ort
 
-    from dfnb.host import Host, check_feeds, host_enhance
+    from dfnb.folder import check_feeds
+    from dfnb.hosts.onnx import Host
     from dfnb.models import load_model
     from dfnb.offline import enhance_offline
-    from dfnb.streaming import Stream, stream_enhance
+    from dfnb.runtime import enhance
+    from dfnb.streaming import Stream
 
     full, step = ctx.folders["full"], ctx.folders["step"]
     lazy: dict = {}
@@ -375,10 +377,10 @@ def api_cases(ctx: Ctx) -> list[tuple[str, str, Callable[[], object]]]:
 
     def stream_inf():
         s = Stream(model())
-        s.process_hop(np.zeros(480, np.float32))
+        s.process(np.zeros(480, np.float32))
         x = np.zeros(480, np.float32)
         x[3] = np.inf
-        s.process_hop(x)
+        s.process(x)
 
     feeds = {"feat_erb": np.zeros((1, 1, 2, 32), np.float32), "feat_spec": np.zeros((1, 2, 2, 96), np.float32)}
     return [
@@ -393,18 +395,20 @@ def api_cases(ctx: Ctx) -> list[tuple[str, str, Callable[[], object]]]:
          lambda: ort.InferenceSession(str(full / "enc.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds)),
         ("... the same checked first", "check_feeds('full/enc.onnx', {feat_erb, feat_spec})",
          lambda: check_feeds(full / "enc.onnx", feeds)),
-        ("a host call that is not whole hops", "Host(full).process(np.zeros(100, np.float32))",
-         lambda: Host(full).process(np.zeros(100, np.float32))),
+        ("a host call of 2-D samples", "Host(full).process(np.zeros((2, 480), np.float32))",
+         lambda: Host(full).process(np.zeros((2, 480), np.float32))),
+        ("a NaN state", "Host(full).set_state('h0', np.full((1, 1, 256), np.nan, np.float32))",
+         lambda: Host(full).set_state("h0", np.full((1, 1, 256), np.nan, np.float32))),
         ("NaN in the 11th hop of a host stream", "h.process(10 hops); h.process(hop with NaN at sample 7)", host_nan),
-        ("Inf in the 2nd hop of a PyTorch stream", "s.process_hop(hop); s.process_hop(hop with Inf at 3)", stream_inf),
-        ("empty audio, every path", "host_enhance(full, np.zeros(0))", lambda: host_enhance(full, np.zeros(0))),
+        ("Inf in the 2nd hop of a PyTorch stream", "s.process(hop); s.process(hop with Inf at 3)", stream_inf),
+        ("empty audio, every path", "enhance(Host(full), np.zeros(0))", lambda: enhance(Host(full), np.zeros(0))),
         ("integer samples of an unsupported width", "enhance_offline(m, np.zeros(480, np.int64))",
          lambda: enhance_offline(model(), np.zeros(480, np.int64))),
         ("a sample rate that is not an integer", "enhance_offline(m, x, 16000.5)",
          lambda: enhance_offline(model(), np.zeros(480, np.float32), 16000.5)),
-        ("[channels, samples] audio", "stream_enhance(m, np.zeros((2, 4800)))",
-         lambda: stream_enhance(model(), np.zeros((2, 4800), np.float32))),
-        ("chunk 0", "host_enhance(full, x, chunk=0)", lambda: host_enhance(full, np.zeros(480, np.float32), chunk=0)),
+        ("[channels, samples] audio", "enhance(Stream(m), np.zeros((2, 4800)))",
+         lambda: enhance(Stream(model()), np.zeros((2, 4800), np.float32))),
+        ("chunk 0", "enhance(Host(full), x, chunk=0)", lambda: enhance(Host(full), np.zeros(480, np.float32), chunk=0)),
     ]
 
 

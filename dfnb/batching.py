@@ -142,8 +142,6 @@ def BatchedStepModel(step_model: Any):  # noqa: N802 (factory keeps torch lazy)
 
     from df.modules import GroupedLinearEinsum
 
-    from .export import io_names
-
     torch = _torch()
     GroupedMatMul, DepthwiseUp2, TapSumConv = _rewrites()
 
@@ -182,8 +180,7 @@ def BatchedStepModel(step_model: Any):  # noqa: N802 (factory keeps torch lazy)
                     shape = [t.k - 1, t.cout, 1, shape[-1]]
                 else:
                     shape = shape[1:]
-                i, o = io_names(d)
-                self.states.append((d.name, tuple(shape), d.group, i, o))
+                self.states.append((d.name, tuple(shape), d.group, *d.io))
             self.state_names = [st[0] for st in self.states]
 
         def forward(self, spec_in, feat_erb, feat_spec, *states):

@@ -76,26 +76,36 @@ def _read_input(path: str, downmix: bool):
     return read_audio(path, downmix=downmix)
 
 
-def _enhance_48k(args, x48, is_folder: bool):
+def _runtime_for(args, is_folder: bool):
+    """The runtime ``dfnb enhance`` runs (None: the offline reference) and how to describe it."""
     if is_folder:
         if args.runtime not in (None, "offline", "host"):
             raise DfnbError(f"--runtime {args.runtime} needs a model name, not a folder; omit --runtime to run the "
                             "folder with the onnxruntime host.")
-        from .host import host_enhance
+        from .hosts import open_host
 
-        return host_enhance(args.model, x48, chunk=args.chunk, per_call_offline=args.per_call_offline,
-                            reset_dsp=args.reset_dsp), f"onnxruntime host, chunk {args.chunk}"
+        kw = {"per_call_offline": True, "reset_dsp": args.reset_dsp} if args.per_call_offline else {}
+        rt = open_host(args.model, host=args.host, **kw)
+        return rt, f"{rt.label}, chunk {args.chunk}"
     from .models import load_model
 
     m = load_model(args.model)
     if (args.runtime or "offline") == "stream":
-        from .streaming import stream_enhance
+        from .streaming import Stream
 
-        y, _ = stream_enhance(m, x48, chunk=args.chunk)
-        return y, f"PyTorch streaming step, chunk {args.chunk}"
+        return Stream(m), f"PyTorch streaming step, chunk {args.chunk}"
+    return m, "PyTorch offline (full sequence)"
+
+
+def _enhance_48k(args, x48, is_folder: bool):
+    from .runtime import Runtime, enhance
+
+    rt, how = _runtime_for(args, is_folder)
+    if isinstance(rt, Runtime):
+        return enhance(rt, x48, chunk=args.chunk), how
     from .offline import enhance_offline
 
-    return enhance_offline(m, x48).audio, "PyTorch offline (full sequence)"
+    return enhance_offline(rt, x48).audio, how
 
 
 def cmd_enhance(args) -> int:
@@ -150,22 +160,24 @@ def cmd_export(args) -> int:
 
 def cmd_inspect(args) -> int:
     """Describe a model folder and check it is complete and consistent."""
-    from .host import Host
+    from .folder import inspect_folder
 
-    h = Host(args.folder)
-    info = h.info
+    info = inspect_folder(args.folder)
     print(f"folder:   {info.path}")
     print(f"variant:  {info.variant}   family: {info.family}   model: "
           f"{(info.manifest or {}).get('model', '(no manifest.json: upstream-style folder)')}")
-    print(f"delay:    {h.delay_samples} samples ({h.delay_samples / info.cfg.sr * 1000:.0f} ms) in dfnb's host "
-          f"(conv_lookahead {info.conv_lookahead}, df_lookahead {info.df_lookahead})")
+    print(f"delay:    {info.delay_samples} samples ({info.delay_samples / info.cfg.sr * 1000:.0f} ms) in dfnb's "
+          f"host (conv_lookahead {info.conv_lookahead}, df_lookahead {info.df_lookahead})")
     for f, io in info.io.items():
         print(f"{f}:")
         for kind in ("inputs", "outputs"):
             print(f"  {kind}: " + ", ".join(f"{n} {list(s)}" for n, s, _ in io[kind]))
-    states = [(i, o, s) for pairs in h._state_io.values() for i, o, s in pairs]
-    print("states:   " + (", ".join(f"{i}->{o} {list(s)}" for i, o, s in states) if states else
+    states = info.layout.for_variant(info.variant)
+    print("states:   " + (", ".join(f"{d.io[0]}->{d.io[1]} {list(d.shape)}" for d in states) if states else
                           "none (every call starts from zero state)"))
+    print("host keeps: " + ", ".join(f"{d.name} {list(d.shape)}" for d in info.layout.host_states(info.variant)))
+    for u in info.unverified:
+        print(f"unverified: {u}")
     print("status:   complete and consistent")
     return 0
 
@@ -217,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runtime", choices=RUNTIMES, default=None,
                    help="for a model name: offline (default, full sequence) or stream (PyTorch streaming step)")
     s.add_argument("--chunk", type=int, default=1, help="hops per call for stream/host runtimes (default 1)")
+    s.add_argument("--host", choices=("auto", "onnx", "fast"), default="auto",
+                   help="for a folder: auto (default: the fastest exact host that serves it), onnx (the general "
+                        "onnxruntime host) or fast (step folders)")
     s.add_argument("--per-call-offline", action="store_true",
                    help="host: run each call as a whole file (shows the lost lookahead of a naive host)")
     s.add_argument("--reset-dsp", action="store_true", help="host with --per-call-offline: reset STFT/norms per call")

@@ -17,7 +17,6 @@ Notebook: 00_tour
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 from functools import lru_cache
@@ -26,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from dfnb.assets import MIRROR_ENV, REPO_ROOT, sha256_file, shared_dir
 from dfnb.audio import read_audio
 from dfnb.errors import AssetNotFoundError, AudioError, ChecksumError
 
 __all__ = [
-    "sha256_file",
     "MIRROR_ENV",
     "KINDS",
     "data_roots",
@@ -42,24 +41,19 @@ __all__ = [
     "load_pair",
 ]
 
-MIRROR_ENV = "DFNB_MIRROR"
 KINDS = ("noisy", "clean", "noise", "rir", "enhanced")
 """Clip kinds: noisy speech, clean reference, noise only, room impulse response, another system's output."""
 
 _VERIFIED: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256) already checked
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
 def _shared_data() -> Path:
-    return _repo_root().parent / "shared" / "data"
+    return shared_dir() / "data"
 
 
 def manifest_path() -> Path:
     """``<repo>/data/manifest.json``."""
-    return _repo_root() / "data" / "manifest.json"
+    return REPO_ROOT / "data" / "manifest.json"
 
 
 def data_roots() -> list[tuple[str, Path]]:
@@ -101,15 +95,6 @@ def clip_info(name: str) -> dict[str, Any]:
         raise AssetNotFoundError(f"unknown clip {name!r}; known clips: {', '.join(m)} "
                                  f"(see {manifest_path()}).")
     return copy.deepcopy(m[name])
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 hex digest of a file, read in 1 MiB blocks (the one torch-free checksum helper of dfnb)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _verify(path: Path, info: dict[str, Any], label: str) -> None:

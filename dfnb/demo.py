@@ -27,10 +27,11 @@ def run_demo(out_dir: Path = Path("out"), quick: bool = False, models_dir: Path 
     from . import clips, metrics, plot
     from .audio import write_audio
     from .export import ensure_export
-    from .host import host_enhance
+    from .hosts import open_host
     from .models import _models_dir, load_model
     from .offline import enhance_offline
-    from .streaming import stream_enhance
+    from .runtime import enhance
+    from .streaming import Stream
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -63,13 +64,15 @@ def run_demo(out_dir: Path = Path("out"), quick: bool = False, models_dir: Path 
     _step("4/4 fidelity: streamed output vs offline PyTorch (SNR of the difference, higher is better)")
     rows = []
     chunks = (1,) if quick else (1, 7)
+    stream = Stream(m)
+    hosts = {v: open_host(f) for v, f in folders.items()}
     for ch in chunks:
-        y, _ = stream_enhance(m, noisy, chunk=ch)
+        y = enhance(stream, noisy, chunk=ch)
         rows.append({"path": "PyTorch streaming step", "chunk (hops)": ch,
                      "SNR of diff (dB)": metrics.snr_of_difference(off, y),
                      "max abs err": metrics.max_abs_error(off, y)})
         for v, f in folders.items():
-            y = host_enhance(f, noisy, chunk=ch)
+            y = enhance(hosts[v], noisy, chunk=ch)
             rows.append({"path": f"onnxruntime host: {f}", "chunk (hops)": ch,
                          "SNR of diff (dB)": metrics.snr_of_difference(off, y),
                          "max abs err": metrics.max_abs_error(off, y)})

@@ -39,40 +39,23 @@ from typing import Any
 import numpy as np
 
 from . import __version__, dsp
-from .clips import sha256_file as _sha256
+from .assets import sha256_file as _sha256
 from .errors import ExportError
-from .streaming import StateDesc, delay_frames, delay_samples, describe_states
+from .layout import BASE_IO, MANIFEST_FORMAT, VARIANTS, Layout, StateDesc
+from .surgery import graph_io_entries
 
-__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "io_names", "export_model", "ensure_export", "variant_states",
-           "OPSET", "model_of_step_folder"]
+__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "export_model", "ensure_export", "OPSET", "model_of_step_folder"]
 
-VARIANTS = ("stateless", "h0", "gru", "full", "step")
 SHORT_NAMES = {"DeepFilterNet3": "dfn3", "DeepFilterNet2": "dfn2", "DeepFilterNet3_ll": "dfn3_ll",
                "DeepFilterNet2_ll": "dfn2_ll"}
 OPSET = 17
 VERIFY_CLIP = "vb_p232_013"  # real speech used to verify every export against PyTorch
-_GRU_IO = {"gru_enc": ("h0", "h1"), "gru_erb": ("erb_h0", "erb_h1"), "gru_df": ("df_h0", "df_h1")}
-_CARRIED = {"stateless": set(), "h0": {"gru_enc"}, "gru": {"gru_enc", "gru_erb", "gru_df"},
-            "full": {"gru_enc", "gru_erb", "gru_df", "conv"}, "step": None}
 
 
 def default_folder(model_name: str, variant: str, root: Path | str = "models") -> Path:
     """``models/dfn3_h0`` and friends: the seed's folder names."""
     short = SHORT_NAMES.get(model_name, model_name.lower())
     return Path(root) / f"{short}_{variant}"
-
-
-def io_names(d: StateDesc) -> tuple[str, str]:
-    """ONNX input/output names of a state: the seed's ``h0 -> h1`` for GRUs, ``<name> -> <name>_next`` else."""
-    return _GRU_IO.get(d.group, (d.name, f"{d.name}_next"))
-
-
-def variant_states(step_model: Any, variant: str) -> list[StateDesc]:
-    """The model-side states that ``variant`` makes explicit (ONNX inputs/outputs)."""
-    carried = _CARRIED[variant]
-    if carried is None:
-        return list(step_model.descs)
-    return [d for d in step_model.descs if d.group in carried and d.owner in ("enc", "erb_dec", "df_dec")]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -121,11 +104,6 @@ def _part_module(step_model: Any, owner: str, states: list[StateDesc]):
     return Part().eval()
 
 
-_PART_IO = {
-    "enc": (["feat_erb", "feat_spec"], ["e0", "e1", "e2", "e3", "emb", "c0", "lsnr"]),
-    "erb_dec": (["emb", "e3", "e2", "e1", "e0"], ["m"]),
-    "df_dec": (["emb", "c0"], ["coefs"]),
-}
 _TIME_AXIS = {"feat_erb": 2, "feat_spec": 2, "e0": 2, "e1": 2, "e2": 2, "e3": 2, "emb": 1, "c0": 2, "lsnr": 1,
               "m": 2, "coefs": 1}
 
@@ -195,7 +173,7 @@ def _check_against_torch(path: Path, module, chunks: list[tuple], in_names: list
 def _write_three_files(loaded: Any, step_model: Any, variant: str, tmp: Path, feats: dict) -> dict:
     import torch
 
-    states = variant_states(step_model, variant)
+    states = Layout.of(loaded.spec).for_variant(variant)
     report = {}
     t = feats["feat_erb"].shape[2]
     cut = [(0, t // 2), (t // 2, t)]
@@ -203,9 +181,9 @@ def _write_three_files(loaded: Any, step_model: Any, variant: str, tmp: Path, fe
     for owner in ("enc", "erb_dec", "df_dec"):
         mine = [d for d in states if d.owner == owner]
         mod = _part_module(step_model, owner, states)
-        base_in, base_out = _PART_IO[owner]
-        in_names = base_in + [io_names(d)[0] for d in mine]
-        out_names = base_out + [io_names(d)[1] for d in mine]
+        base_in, base_out = (list(n) for n in BASE_IO[f"{owner}.onnx"])
+        in_names = base_in + [d.io[0] for d in mine]
+        out_names = base_out + [d.io[1] for d in mine]
         zeros = [torch.zeros(d.shape) for d in mine]
         chunks = []
         for k, (a, b) in enumerate(cut):
@@ -228,8 +206,7 @@ def _write_step(loaded: Any, step_model: Any, tmp: Path, feats: dict) -> dict:
     import torch
 
     descs = step_model.descs
-    in_names = ["spec", "feat_erb", "feat_spec"] + [io_names(d)[0] for d in descs]
-    out_names = ["enh", "lsnr"] + [io_names(d)[1] for d in descs]
+    in_names, out_names = (list(n) for n in Layout.of(loaded.spec).graph_io("step")["step.onnx"])
     spec, fe, fs = feats["spec"], feats["fe"], feats["fs"]
     f = spec.shape[1]
 
@@ -259,42 +236,15 @@ def _write_step(loaded: Any, step_model: Any, tmp: Path, feats: dict) -> dict:
     return {"step.onnx": worst}
 
 
-def _io_of(path: Path) -> dict:
-    import onnx
-
-    m = onnx.load(str(path), load_external_data=False)
-    def entries(vals):
-        out = []
-        for v in vals:
-            tt = v.type.tensor_type
-            dims = [d.dim_param if d.dim_param else d.dim_value for d in tt.shape.dim]
-            out.append({"name": v.name, "shape": dims, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name})
-        return out
-    return {"inputs": entries(m.graph.input), "outputs": entries(m.graph.output), "opset": m.opset_import[0].version}
-
-
 def _manifest(loaded: Any, variant: str, step_model: Any, tmp: Path, report: dict, seconds: float) -> dict:
     import onnx
     import torch
 
-    cfg = dsp.DspConfig.from_spec(loaded.spec)
     spec = loaded.spec
-    model_states = variant_states(step_model, variant)
+    lay = Layout.of(spec)
     files = sorted(p.name for p in tmp.glob("*.onnx"))
-    file_of = {"enc": "enc.onnx", "erb_dec": "erb_dec.onnx", "df_dec": "df_dec.onnx"}
-    host_states = [d for d in describe_states(step_model, cfg) if d.owner == "dsp"] if variant in ("full", "step") else []
-    if variant == "full":  # the spectrum buffer and lookahead counter live in the host for the 3-file layout
-        host_states += [d for d in step_model.descs if d.owner == "step"]
-    states = []
-    for d in model_states:
-        i, o = io_names(d)
-        states.append({"name": d.name, "input": i, "output": o, "file": file_of.get(d.owner, "step.onnx"),
-                       "group": d.group, "shape": list(d.shape), "dtype": d.dtype, "init": d.init})
-    for d in host_states:
-        states.append({"name": d.name, "where": "host", "group": d.group, "shape": list(d.shape),
-                       "dtype": d.dtype, "init": d.init})
     return {
-        "format": "dfnb-model-folder/1",
+        "format": MANIFEST_FORMAT,
         "variant": variant,
         "model": loaded.name,
         "family": spec.family,
@@ -304,11 +254,11 @@ def _manifest(loaded: Any, variant: str, step_model: Any, tmp: Path, report: dic
         "nb_erb": spec.nb_erb, "nb_df": spec.nb_df, "df_order": spec.df_order,
         "conv_lookahead": spec.conv_lookahead, "df_lookahead": spec.df_lookahead, "norm_alpha": spec.norm_alpha,
         # dfnb's host runs every variant with the lookahead delayed (as the seed's Rust pipeline does)
-        "delay_frames": delay_frames(spec),
-        "delay_samples": delay_samples(spec),
-        "files": {f: {"sha256": _sha256(tmp / f), **_io_of(tmp / f)} for f in files + ["config.ini"]
-                  if f.endswith(".onnx")} | {"config.ini": {"sha256": _sha256(tmp / "config.ini")}},
-        "states": states,
+        "delay_frames": lay.delay_frames,
+        "delay_samples": lay.delay_samples,
+        "files": {f: {"sha256": _sha256(tmp / f), **graph_io_entries(tmp / f)} for f in files}
+                 | {"config.ini": {"sha256": _sha256(tmp / "config.ini")}},
+        "states": lay.manifest_states(variant),
         "verification": {"max_abs_diff_vs_torch": report, "clip": "first 1.5 s of the default clip"},
         "opset": OPSET,
         "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "dfnb": __version__,
@@ -427,7 +377,7 @@ def ensure_export(loaded: Any, variant: str, root: Path | str = "models", *, say
     Notebook: 02_stateful_export
     """
     from .errors import DfnbError
-    from .host import inspect_folder
+    from .folder import inspect_folder
 
     out = default_folder(loaded.name, variant, root)
     if out.exists():

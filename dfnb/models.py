@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from dfnb import __version__
+from dfnb.assets import sha256_file
 from dfnb.compat import import_df
 from dfnb.errors import AssetNotFoundError, ChecksumError, ModelError
 
@@ -61,7 +62,6 @@ CHECKPOINT_FILE = "model_1.ckpt.best"
 CONFIG_LOCK = threading.Lock()
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MODELS_DIR = REPO.parent / "shared" / "models" / "onnx-official"
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
 @dataclass(frozen=True)
@@ -122,19 +122,6 @@ class LoadedModel:
         read it (``df.enhance.df_features`` via ``get_norm_alpha``). DfNet.forward itself never reads it."""
         with CONFIG_LOCK:
             _load_config(self.folder / "config.ini")
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 of a file (memoised per path, mtime and size)."""
-    st = Path(path).stat()
-    key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
 
 
 def _load_config(path: Path) -> None:

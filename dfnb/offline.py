@@ -54,14 +54,14 @@ def run_model(loaded: Any, spec: np.ndarray, feat_erb: np.ndarray, feat_spec: np
     """Run ``DfNet.forward`` on complex features ``[T, F]``, ``[T, E]``, ``[T, Fdf]``; return spectra and probes."""
     import torch
 
-    from .streaming import _is_gru_block
+    from .streaming import is_gru_block
 
     net = loaded.net
     grus: dict[str, np.ndarray] = {}
     hooks = []
     if probes:
         for name, m in net.named_modules():
-            if _is_gru_block(m):
+            if is_gru_block(m):
                 # the block's inner torch GRU: its output sequence is the top layer's hidden state per frame;
                 # named like Stream.trace ("enc_emb_gru") so offline and streaming trajectories line up
                 inner = getattr(m, "gru", m)

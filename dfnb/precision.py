@@ -4,7 +4,7 @@ and what they cost against the exact streaming reference.
 A ``step`` folder is exact: its stream equals offline PyTorch to rounding. Smaller weights trade that away for
 memory and, on a weight-bandwidth-bound hop, speed. :func:`export_precision` writes a new folder from a step
 folder (or a model) and *measures* the trade: the folder's ``manifest.json`` records the precision, what was
-reduced, and the SNR of the difference between its stream (:class:`dfnb.fastpath.FastStepHost`) and offline
+reduced, and the SNR of the difference between its stream (:class:`dfnb.hosts.fast.FastStepHost`) and offline
 float32 PyTorch on a real clip. ``benchmarks/precision.py`` adds PESQ/STOI/DNSMOS deltas and per-hop latency.
 
 =================  ======================================================================================
@@ -105,7 +105,7 @@ def unroll_gru(model) -> list[str]:
 
 
 def regate(model, conv_lookahead: int) -> int:
-    """Give a lean step graph (no warm-up, e.g. from :func:`dfnb.fastpath.lean_step_model`) its warm-up back.
+    """Give a lean step graph (no warm-up, e.g. from :func:`dfnb.surgery.lean_step_model`) its warm-up back.
 
     Adds the ``warmup`` input/``warmup_next`` output and, on every state output but ``spec_buf_next``, the float32
     gate ``valid * new + (1 - valid) * old`` with ``valid = warmup >= conv_lookahead`` — the gating
@@ -182,7 +182,7 @@ def calibration_feeds(model, cfg: Any, conv_lookahead: int, clips_: Sequence[str
     import onnxruntime as ort
 
     from . import clips
-    from .fastpath import LeanDsp
+    from .hosts.fast import LeanDsp
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     outs = [o.name for o in sess.get_outputs()]
@@ -211,13 +211,14 @@ def calibration_feeds(model, cfg: Any, conv_lookahead: int, clips_: Sequence[str
 def measure_fidelity(folder: Path | str, reference: np.ndarray, audio: np.ndarray) -> dict:
     """SNR of the difference (dB) and max abs error of ``folder``'s stream (FastStepHost) against ``reference``."""
     from . import metrics
-    from .fastpath import FastStepHost, fast_enhance
+    from .hosts.fast import FastStepHost
+    from .runtime import enhance
 
     host = FastStepHost(folder)
     if host.lean_report.get("gates_removed", 0) == 0 and "warmup" in [i.name for i in host.sess.get_inputs()]:
         raise ExportError(f"{folder}: the fast host could not find the warm-up gating in this graph; it would run "
                           "the warm-up twice. This is a dfnb bug; please report it.")
-    y = fast_enhance(folder, audio, host=host)
+    y = enhance(host, audio)
     return {"snr_db": round(metrics.snr_of_difference(reference, y), 2),
             "max_abs_err": float(metrics.max_abs_error(reference, y))}
 
@@ -282,7 +283,7 @@ def export_precision(source: Any, out: Path | str, precision: str, *, calibratio
     source : LoadedModel or path
         A model (exported as ``step`` first, in a temporary folder) or a single-stream float32 step folder.
     out : path
-        The new folder (replaced only with ``force``); run it with :class:`dfnb.fastpath.FastStepHost`.
+        The new folder (replaced only with ``force``); run it with :class:`dfnb.hosts.fast.FastStepHost`.
     precision : {"fp16", "int8-dynamic", "int8-static"}
         See the module docstring.
     calibration : sequence of str
@@ -305,11 +306,13 @@ def export_precision(source: Any, out: Path | str, precision: str, *, calibratio
     import tempfile
 
     from . import clips, dsp
-    from .clips import sha256_file
+    from .assets import sha256_file
     from .export import export_model, model_of_step_folder
-    from .fastpath import fast_enhance, lean_step_model
+    from .hosts.fast import FastStepHost
     from .layout import ModelConfig
     from .offline import enhance_offline
+    from .runtime import enhance
+    from .surgery import lean_step_model
 
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
@@ -340,7 +343,7 @@ def export_precision(source: Any, out: Path | str, precision: str, *, calibratio
                           "config.ini": {"sha256": sha256_file(tmp / "config.ini")}}
             (tmp / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
             vs_off = measure_fidelity(tmp, offline, x)
-            vs_fp32 = measure_fidelity(tmp, fast_enhance(src, x), x)
+            vs_fp32 = measure_fidelity(tmp, enhance(FastStepHost(src), x), x)
             m["fidelity"] = {"clip": fidelity_clip, "seconds": round(len(x) / cfg.sr, 2), "host": "FastStepHost",
                              "snr_db_vs_offline_fp32": vs_off["snr_db"], "max_abs_err_vs_offline_fp32": vs_off["max_abs_err"],
                              "snr_db_vs_fp32_stream": vs_fp32["snr_db"]}

@@ -1,37 +1,18 @@
 """Exact frame-by-frame streaming of a DeepFilterNet model, with ONE explicit state object.
 
-The offline model (``DfNet.forward`` over a whole file) hides six kinds of memory. A streaming step must carry
-all of them from one 10 ms hop to the next, or its output diverges from offline:
-
-====================  ===========================================================================  =========
-group                 what it is                                                                   where
-====================  ===========================================================================  =========
-``stft``              analysis window overlap and synthesis overlap-add memory                     dsp
-``norm``              running means of the ERB (mean-norm) and complex (unit-norm) features        dsp
-``gru_enc``           encoder GRU hidden state (``h0``/``h1`` of the seed contract)                model
-``gru_erb``           ERB-decoder GRU hidden states                                               model
-``gru_df``            DF-decoder GRU hidden states                                                model
-``conv``              past input frames of every causal conv with a time kernel > 1                model
-``lookahead``         the first ``conv_lookahead`` feature frames are never fed to the encoder;     model
-                      outputs lag by ``delay_frames`` hops (a warm-up counter)
-``df_buffer``         past (and lookahead) spectra the deep filter reads; for DeepFilterNet2 also  model
-                      the masked spectra and coefficients waiting for the DF lookahead
-====================  ===========================================================================  =========
+The offline model (``DfNet.forward`` over a whole file) hides eight groups of memory
+(:mod:`dfnb.layout` lists them). A streaming step must carry all of them from one 10 ms hop to the next, or its
+output diverges from offline.
 
 :class:`StepModel` is a ``torch.nn.Module`` that advances all model-side state by one hop. It reuses
 deepfilternet's own ``Encoder``/``ErbDecoder``/``DfDecoder`` forward code unchanged: the causal convs' zero
 padding is replaced by a buffer of past frames (:class:`ConvWithPast`) and each GRU receives its hidden state
 (:class:`GruWithState`). The same module is exported to ONNX (variant ``step``), and the per-sub-model parts are
-exported for variant ``full``, so the PyTorch step and the exports share one description of the state
-(:func:`describe_states`) and cannot drift.
+exported for variant ``full``. Which states exist, their shapes and order come from :class:`dfnb.layout.Layout`
+(generated from the config); :class:`StepModel` checks the shapes PyTorch produces against it, so the PyTorch
+step, the exports and the torch-free hosts share one description of the state.
 
-Timing. At hop ``n`` the encoder sees feature frame ``n`` and computes encoder time ``t = n - conv_lookahead``
-(offline, ``pad_feat`` drops the first ``conv_lookahead`` feature frames). DeepFilterNet3 filters the raw
-spectrum, so the output frame is ``t``; DeepFilterNet2 filters the *masked* spectrum and needs the masks of
-``df_lookahead`` further frames, so its output frame is ``t - df_lookahead``. Hence
-``delay_frames = conv_lookahead (+ df_lookahead for DeepFilterNet2)`` and the streamed audio lags the input by
-``delay_frames * hop + (fft_size - hop)`` samples (1440 for DeepFilterNet3, 480 for the _ll models).
-The end of a file is reproduced exactly by :meth:`Stream.flush`: ``delay_frames`` hops of zero features and
+Timing and delay: see :mod:`dfnb.layout`. The end of a file is reproduced exactly by :meth:`Stream.flush`: ``delay_frames`` hops of zero features and
 zero spectrum, which is what offline padding feeds the model.
 
 Notebook: 01_why_stateless_diverges
@@ -40,58 +21,17 @@ Notebook: 01_why_stateless_diverges
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
 
-from . import audio as audio_mod
 from . import dsp
-from .errors import AudioError, DfnbError, StateError
+from .errors import ModelError, StateError
+from .layout import STATE_GROUPS, Layout
+from .runtime import Runtime
 
-__all__ = [
-    "STATE_GROUPS",
-    "StateDesc",
-    "ConvWithPast",
-    "GruWithState",
-    "StepModel",
-    "StreamState",
-    "Stream",
-    "describe_states",
-    "delay_frames",
-    "delay_samples",
-    "stream_enhance",
-]
-
-STATE_GROUPS = ("stft", "norm", "gru_enc", "gru_erb", "gru_df", "conv", "lookahead", "df_buffer")
-_GRU_GROUP = {"enc": "gru_enc", "erb_dec": "gru_erb", "df_dec": "gru_df"}
-
-
-@dataclass(frozen=True)
-class StateDesc:
-    """One piece of streaming state: its name (also the ONNX input name), shape, group and initial value."""
-
-    name: str
-    shape: tuple[int, ...]
-    group: str
-    owner: str  # "enc" | "erb_dec" | "df_dec" | "step" (model side) or "dsp" (host side)
-    init: str  # "zeros" or a description of the non-zero initial value
-    dtype: str = "float32"
-
-    def initial(self) -> np.ndarray:
-        """The initial value as a numpy array (the DSP norm states are filled by :mod:`dfnb.dsp`)."""
-        return np.zeros(self.shape, dtype=self.dtype)
-
-
-def delay_frames(spec: Any) -> int:
-    """Hops between a frame entering the stream and its enhanced frame leaving it (see module docstring)."""
-    extra = spec.df_lookahead if spec.family == "deepfilternet2" else max(0, spec.df_lookahead - spec.conv_lookahead)
-    return int(spec.conv_lookahead + extra)
-
-
-def delay_samples(spec: Any) -> int:
-    """Samples by which streamed audio lags the input (offline output is aligned with the input)."""
-    return delay_frames(spec) * spec.hop_size + (spec.fft_size - spec.hop_size)
+__all__ = ["ConvWithPast", "GruWithState", "StepModel", "StreamState", "Stream", "is_gru_block"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -178,7 +118,8 @@ def _is_padded_conv(m) -> bool:
     )
 
 
-def _is_gru_block(m) -> bool:
+def is_gru_block(m) -> bool:
+    """Whether ``m`` is one of deepfilternet's GRU blocks (``SqueezedGRU_S``, ``SqueezedGRU``, ``GroupedGRU``)."""
     from df.modules import GroupedGRU, SqueezedGRU, SqueezedGRU_S
 
     return isinstance(m, (SqueezedGRU_S, SqueezedGRU, GroupedGRU))
@@ -193,7 +134,7 @@ def _wrap_submodule(root, owner: str, convs_too: bool = True):
             w = ConvWithPast(child, full)
             setattr(root, name, w)
             convs.append(w)
-        elif _is_gru_block(child):
+        elif is_gru_block(child):
             w = GruWithState(child, full)
             setattr(root, name, w)
             grus.append(w)
@@ -239,15 +180,16 @@ def _build_step_model(net, spec):
 
         # -- state description ------------------------------------------------------------------------
         @torch.no_grad()
-        def _describe(self) -> list[StateDesc]:
-            """Derive every state's shape by one probe hop with zero-length pasts (no hard-coded sizes)."""
+        def _describe(self) -> list:
+            """The layout's model-side states, checked against one probe hop with zero-length pasts: the
+            shapes PyTorch produces must be the ones :class:`dfnb.layout.Layout` derived from the config."""
             shapes: dict[str, tuple] = {}
             hooks = []
             for name, w in self.convs.items():
                 def pre(mod, args, name=name):
                     x = args[0]
-                    shapes[name] = (x.shape[0], x.shape[1], mod.k_past, x.shape[3])
-                    mod.past = x.new_zeros(shapes[name])
+                    shapes[_state_name(name)] = (x.shape[0], x.shape[1], mod.k_past, x.shape[3])
+                    mod.past = x.new_zeros(shapes[_state_name(name)])
                 hooks.append(w.register_forward_pre_hook(pre))
             for w in self.grus.values():
                 w.h = None
@@ -258,24 +200,14 @@ def _build_step_model(net, spec):
             self.df_dec(emb, c0)
             for h in hooks:
                 h.remove()
-            descs = []
-            for name, w in self.grus.items():
-                owner = name.split(".")[0]
-                descs.append(StateDesc(_state_name(name), tuple(w.h.shape), _GRU_GROUP[owner], owner, "zeros"))
-            for name in self.convs:
-                descs.append(StateDesc(_state_name(name), tuple(int(s) for s in shapes[name]), "conv",
-                                       name.split(".")[0], "zeros"))
-            f, o = self.freq_bins, self.order
-            if self.family == "deepfilternet3":
-                descs.append(StateDesc("spec_buf", (1, 1, self.L + o - self.dfl, f, 2), "df_buffer", "step",
-                                       "zeros"))
-            else:
-                descs.append(StateDesc("spec_buf", (1, 1, self.L + 1, f, 2), "df_buffer", "step", "zeros"))
-                descs.append(StateDesc("masked_buf", (1, 1, o, f, 2), "df_buffer", "step", "zeros"))
-                descs.append(StateDesc("coef_buf", (1, o, self.dfl + 1, self.nb_df, 2), "df_buffer", "step",
-                                       "zeros"))
-            descs.append(StateDesc("warmup", (1,), "lookahead", "step",
-                                   f"zeros; counts hops up to conv_lookahead={self.L}"))
+            shapes.update({_state_name(n): tuple(w.h.shape) for n, w in self.grus.items()})
+            descs = list(Layout.of(spec).model_states)
+            probed = [d.name for d in descs if d.owner != "step"]
+            if sorted(probed) != sorted(shapes) or any(tuple(shapes[d.name]) != d.shape for d in descs
+                                                        if d.name in shapes):
+                raise ModelError(f"the state layout derived from the config ({[(d.name, d.shape) for d in descs]}) "
+                                 f"does not match the model PyTorch built ({shapes}); this model's architecture "
+                                 "is not one dfnb knows. Please report it with its config.ini.")
             return descs
 
         def _set(self, states: dict) -> None:
@@ -353,18 +285,6 @@ def StepModel(net, spec):  # noqa: N802 (factory keeps torch lazy)
     return _build_step_model(net, spec)
 
 
-def describe_states(step_model, cfg: "dsp.DspConfig") -> list[StateDesc]:
-    """All streaming state: the model-side states of ``step_model`` plus the host-side DSP states."""
-    f, h = cfg.fft_size, cfg.hop_size
-    host = [
-        StateDesc("analysis_mem", (f - h,), "stft", "dsp", "zeros"),
-        StateDesc("synthesis_mem", (f - h,), "stft", "dsp", "zeros"),
-        StateDesc("erb_norm", (cfg.nb_erb,), "norm", "dsp", "linspace(-60, -90, nb_erb)"),
-        StateDesc("unit_norm", (cfg.nb_df,), "norm", "dsp", "linspace(0.001, 0.0001, nb_df)"),
-    ]
-    return list(step_model.descs) + host
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The stream: DSP + step + delay handling, with one state object
 # ----------------------------------------------------------------------------------------------------------
@@ -373,55 +293,60 @@ class StreamState:
     """Everything one stream remembers: model-side tensors by name, the DSP state, and the hop counters."""
 
     model: dict
-    dsp: "dsp.DspState"
+    dsp: dsp.DspState
     hops_in: int = 0
     hops_out: int = 0
 
-    def copy(self) -> "StreamState":
+    def copy(self) -> StreamState:
         return StreamState({k: v.clone() for k, v in self.model.items()}, self.dsp.copy(), self.hops_in,
                            self.hops_out)
 
 
-@dataclass
-class Stream:
-    """A streaming DeepFilterNet in PyTorch: feed hops, get hops; ``reset()`` returns to the initial state.
+class Stream(Runtime):
+    """A streaming DeepFilterNet in PyTorch (a :class:`dfnb.runtime.Runtime`): feed hops, get hops.
 
-    ``carry`` lists the state groups kept across chunk boundaries (:data:`STATE_GROUPS`); the default keeps all,
-    which is exact. Dropping groups reproduces what a naive chunked host does (Notebook 01): at each chunk
-    boundary (every ``chunk`` hops) the dropped groups are reset, and without ``lookahead`` the chunk is flushed
-    with zero future frames, exactly as running the offline model on each chunk alone would.
+    ``carry`` lists the state groups kept from one ``process()`` call to the next (:data:`dfnb.layout.STATE_GROUPS`);
+    the default keeps all, which is exact. Dropping groups reproduces what a naive chunked host does
+    (Notebook 01): at the start of each call the dropped groups are reset, and without ``lookahead`` each call
+    is flushed at its end with zero future frames and emits all its frames at once, exactly as running the
+    offline model on each call alone would. ``probes=True`` records lsnr per frame in ``trace``; a list of state
+    names (e.g. ``["enc_emb_gru"]``) records those states too.
+
+    Examples
+    --------
+    >>> from dfnb.runtime import enhance  # doctest: +SKIP
+    >>> y = enhance(Stream(load_model("DeepFilterNet3"), carry=()), noisy, chunk=7)  # the naive host  # doctest: +SKIP
 
     Notebook: 01_why_stateless_diverges
     """
 
-    loaded: Any
-    carry: Iterable[str] = STATE_GROUPS
-    probes: bool = False
-    step_model: Any = field(init=False, repr=False)
-
-    def __post_init__(self):
-        bad = set(self.carry) - set(STATE_GROUPS)
+    def __init__(self, loaded: Any, carry: Iterable[str] = STATE_GROUPS, probes=False):
+        carry = frozenset(carry)
+        bad = carry - set(STATE_GROUPS)
         if bad:
             raise StateError(f"unknown state group(s) {sorted(bad)}; choose from {list(STATE_GROUPS)}")
-        self.carry = frozenset(self.carry)
-        self.spec = self.loaded.spec
+        self.loaded, self.carry = loaded, carry
+        self.spec = loaded.spec
         self.cfg = dsp.DspConfig.from_spec(self.spec)
-        self.step_model = StepModel(self.loaded.net, self.spec)
-        self.descs = describe_states(self.step_model, self.cfg)
-        self.delay_frames = delay_frames(self.spec)
-        self.delay_samples = delay_samples(self.spec)
-        self.reset()
+        self.step_model = StepModel(loaded.net, self.spec)
+        self.layout = Layout.of(self.spec)
+        self.descs = self.layout.states
+        self.exact = carry >= set(STATE_GROUPS)
+        self.delay_frames = self.layout.delay_frames
+        self.emit_per_call = "lookahead" not in carry
+        lag = 0 if self.emit_per_call else self.delay_frames
+        self.delay_samples = lag * self.cfg.hop_size + self.cfg.fft_size - self.cfg.hop_size
+        self.label = "PyTorch stream" + ("" if self.exact else f" (carrying {sorted(carry) or 'nothing'})")
+        super().__init__(probes)
 
     # -- state --------------------------------------------------------------------------------------
     def initial_model_state(self) -> dict:
         torch = _torch()
         return {d.name: torch.zeros(d.shape) for d in self.step_model.descs}
 
-    def reset(self) -> None:
-        """Back to the exact initial state (same input twice gives identical output)."""
+    def _reset(self) -> None:
         self.state = StreamState(self.initial_model_state(), dsp.DspState.initial(self.cfg))
-        self.lsnr: list[float] = []
-        self.trace: dict[str, list] = {}
+        self._calls = 0
 
     def _reset_groups(self, groups: Iterable[str]) -> None:
         init = self.initial_model_state()
@@ -456,117 +381,55 @@ class Stream:
         self.state.model = dict(zip(names, out[2:]))
         self.state.hops_in += 1
         if self.state.hops_in > self.spec.conv_lookahead:
-            self.lsnr.append(float(out[1].reshape(-1)[0]))
-            if self.probes:
-                for n in names:
-                    if n.endswith("gru"):
-                        self.trace.setdefault(n, []).append(self.state.model[n][-1, 0].numpy().copy())
+            self._record(float(out[1].reshape(-1)[0]), lambda n: self.state.model[n].numpy())
         if self.state.hops_in <= self.delay_frames:
             return None  # warm-up: no output frame yet
         o = out[0].reshape(f, 2).numpy()
         return (o[:, 0] + 1j * o[:, 1]).astype(np.complex64)
 
-    def process_hop(self, hop: np.ndarray) -> np.ndarray:
-        """One hop in (``hop_size`` samples), one hop out (zeros during the first ``delay_frames`` hops).
-
-        The hop is validated like any audio (:func:`dfnb.audio.check_audio`): a NaN/Inf sample raises
-        :class:`~dfnb.errors.AudioError` naming its time instead of poisoning every later hop's state.
-        """
-        x = np.asarray(hop)
-        if x.dtype.kind == "f" and not np.isfinite(x).all():
-            i = int(np.argmin(np.isfinite(x.reshape(-1))))
-            k = self.state.hops_in * self.cfg.hop_size + i
-            raise AudioError(f"stream hop {self.state.hops_in}: stream sample {k} (at {k / self.cfg.sr:.3f} s) is "
-                             f"{'NaN' if np.isnan(x.reshape(-1)[i]) else 'Inf'}; the hop did not reach the model. "
-                             "Replace bad samples (e.g. np.nan_to_num) before passing them in.")
-        x = audio_mod.check_audio(x, self.cfg.sr, name=f"stream hop {self.state.hops_in}")
+    def _hop(self, x: np.ndarray) -> np.ndarray | None:
+        """One (gated) hop in; its enhanced hop out, or None during the warm-up."""
         spec_c = dsp.analysis(self.cfg, self.state.dsp, x)
         fe, fs = dsp.features(self.cfg, self.state.dsp, spec_c)
         y = self._model_hop(spec_c, fe, fs)
         if y is None:
-            return np.zeros(self.cfg.hop_size, dtype=np.float32)
+            return None
         self.state.hops_out += 1
         return dsp.synthesis(self.cfg, self.state.dsp, y)
 
-    def flush(self) -> np.ndarray:
-        """Drain the lookahead with zero frames (what offline padding does at the end of a file)."""
+    def _tail(self) -> list:
+        """The lookahead's frames, from zero frames (what offline padding feeds at the end of a file)."""
         outs = []
         for _ in range(self.delay_frames):
             y = self._model_hop(None, None, None)
             if y is not None:
                 outs.append(dsp.synthesis(self.cfg, self.state.dsp, y))
-        return np.concatenate(outs) if outs else np.zeros(0, dtype=np.float32)
+        return outs
 
-    def process(self, samples: np.ndarray, chunk: int = 1) -> np.ndarray:
-        """Process whole hops in chunks of ``chunk`` hops, applying ``carry`` at chunk boundaries."""
+    # -- the runtime contract ------------------------------------------------------------------------
+    def _hops(self, x: np.ndarray) -> np.ndarray:
         h = self.cfg.hop_size
-        n = len(samples) // h
+        if self._calls and not self.exact:
+            self._reset_groups(set(STATE_GROUPS) - self.carry)  # a naive host forgets these between calls
+        self._calls += 1
         out = []
-        for start in range(0, n, chunk):
-            if start > 0:
-                self._chunk_boundary()
-            for i in range(start, min(n, start + chunk)):
-                out.append(self.process_hop(samples[i * h : (i + 1) * h]))
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
-
-    def _chunk_boundary(self) -> None:
-        if self.carry >= set(STATE_GROUPS):
-            return
-        if "lookahead" not in self.carry:
-            # the chunk ends without its future frames: emit its last frames now from zero padding.
-            keep = {k: v.clone() for k, v in self.state.model.items() if k in ("spec_buf",)}
-            tail = self.flush()
-            self._pending_tail = tail
+        for i in range(0, len(x), h):
+            y = self._hop(x[i : i + h])
+            if y is not None:
+                out.append(y)
+            elif not self.emit_per_call:
+                out.append(np.zeros(h, np.float32))  # realtime timing: the first delay_frames hops are silent
+        if self.emit_per_call:  # the call ends without its future frames: emit its last frames now
+            keep = self.state.model["spec_buf"].clone()
+            out += self._tail()
             if "df_buffer" in self.carry:
-                self.state.model.update(keep)  # a host keeps the real past spectra, not the padding
+                self.state.model["spec_buf"] = keep  # a host keeps the real past spectra, not the padding
             self.state.model["warmup"] = self.state.model["warmup"] * 0
             self.state.hops_in = 0
-        self._reset_groups(set(STATE_GROUPS) - self.carry)
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
 
-
-def stream_enhance(loaded: Any, audio: np.ndarray, *, chunk: int = 1, carry: Iterable[str] = STATE_GROUPS,
-                   probes: bool = False) -> tuple[np.ndarray, Stream]:
-    """Enhance 48 kHz ``audio`` with the PyTorch streaming step; output aligned with the input, same length.
-
-    The input is padded like the offline reference (``fft_size`` zeros), streamed hop by hop (in chunks of
-    ``chunk`` hops, carrying the groups in ``carry``), flushed, and the constant streaming delay removed.
-
-    Notebook: 01_why_stateless_diverges
-    """
-    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-        raise DfnbError(f"chunk must be a positive number of hops, got {chunk!r}.")
-    x = audio_mod.check_audio(audio, loaded.spec.sr)  # same gate as enhance_offline: AudioError, never a crash
-    s = Stream(loaded, carry=carry, probes=probes)
-    h, f = s.cfg.hop_size, s.cfg.fft_size
-    padded = np.concatenate([x, np.zeros(f, dtype=np.float32)])
-    n = len(padded) // h
-    padded = padded[: n * h]
-    s._pending_tail = None
-    h_out = _process_collect(s, padded, chunk)
-    y = np.concatenate([h_out, s.flush()])
-    d = s.delay_samples
-    return y[d : d + len(x)], s
-
-
-def _process_collect(s: Stream, samples: np.ndarray, chunk: int) -> np.ndarray:
-    """Like :meth:`Stream.process`, but splices in the outputs a lookahead-less chunk boundary flushes."""
-    h = s.cfg.hop_size
-    n = len(samples) // h
-    out: list[np.ndarray] = []
-    produced = 0  # hops of real output (not warm-up zeros)
-    for start in range(0, n, chunk):
-        if start > 0:
-            s._pending_tail = None
-            s._chunk_boundary()
-            if s._pending_tail is not None and len(s._pending_tail):
-                out.append(s._pending_tail)
-                produced += len(s._pending_tail) // h
-        for i in range(start, min(n, start + chunk)):
-            before = s.state.hops_out
-            y = s.process_hop(samples[i * h : (i + 1) * h])
-            if s.state.hops_out > before:
-                out.append(y)
-                produced += 1
-    # keep the timing of a realtime stream: output lags by delay_frames hops (leading zeros)
-    lead = np.zeros(s.delay_frames * h, dtype=np.float32)
-    return np.concatenate([lead] + out) if out else lead
+    def _drain(self) -> np.ndarray:
+        if self.emit_per_call:
+            return np.zeros(0, np.float32)  # every call already emitted its tail
+        outs = self._tail()
+        return np.concatenate(outs) if outs else np.zeros(0, np.float32)

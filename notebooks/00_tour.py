@@ -45,7 +45,7 @@ from IPython.display import Audio, display
 from dfnb import clips, metrics, plot
 from dfnb.models import KNOWN_SHA256, RELEASE_TARBALLS, load_model
 from dfnb.offline import enhance_offline
-from dfnb.streaming import delay_frames, delay_samples
+from dfnb.layout import delay_frames, delay_samples
 
 # %% [markdown]
 # ## 1 · The model in numbers

@@ -21,12 +21,12 @@
 # **What you will learn**
 #
 # - how to reproduce the choppy output of a naive chunked host, both with the PyTorch streaming step
-#   (`stream_enhance(m, x, chunk=N, carry=())`) and with onnxruntime on a stateless export
-#   (`host_enhance(folder, x, chunk=N, per_call_offline=True, reset_dsp=True)`) — they agree;
+#   (`enhance(Stream(m, carry=()), x, chunk=N)`) and with onnxruntime on a stateless export
+#   (`enhance(Host(folder, per_call_offline=True, reset_dsp=True), x, chunk=N)`) — they agree;
 # - where the error lives: in time, right after each chunk boundary (`plot_error_vs_time(..., chunk_hops=N)`);
 # - the six kinds of memory the offline model keeps and a stateless call throws away — STFT overlap, feature
 #   normalisation, GRU states (per sub-model), convolution context, lookahead, deep-filter buffer — and the error
-#   each one *alone* causes (`stream_enhance(..., carry=set(STATE_GROUPS) - {group})`);
+#   each one *alone* causes (`Stream(m, carry=set(STATE_GROUPS) - {group})`);
 # - how the error depends on the chunk size.
 #
 # The yardstick everywhere is the **SNR of the difference** against the offline output:
@@ -54,10 +54,12 @@ from IPython.display import Audio, display
 
 from dfnb import clips, metrics, plot
 from dfnb.export import export_model
-from dfnb.host import host_enhance
+from dfnb.hosts.onnx import Host
+from dfnb.layout import STATE_GROUPS
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
-from dfnb.streaming import STATE_GROUPS, stream_enhance
+from dfnb.runtime import enhance
+from dfnb.streaming import Stream
 
 torch.set_num_threads(1)  # one hop at a time: a single thread is faster, and far faster on a busy machine
 assert CHUNK in CHUNKS
@@ -79,10 +81,10 @@ print(f"{MODEL} on {CLIP}: {len(noisy) / sr:.2f} s, {len(noisy) // m.spec.hop_si
 # should be the same computation.
 
 # %%
-naive_torch, _ = stream_enhance(m, noisy, chunk=CHUNK, carry=())
+naive_torch = enhance(Stream(m, carry=()), noisy, chunk=CHUNK)
 stateless_dir = export_model(m, "stateless", Path(tempfile.mkdtemp(prefix="dfnb01_")) / "stateless")
-naive_onnx = host_enhance(stateless_dir, noisy, chunk=CHUNK, per_call_offline=True, reset_dsp=True)
-exact_torch, _ = stream_enhance(m, noisy, chunk=CHUNK)  # carry everything: the exact stream
+naive_onnx = enhance(Host(stateless_dir, per_call_offline=True, reset_dsp=True), noisy, chunk=CHUNK)
+exact_torch = enhance(Stream(m), noisy, chunk=CHUNK)  # carry everything: the exact stream
 
 snr_naive = metrics.snr_of_difference(reference, naive_torch)
 snr_onnx = metrics.snr_of_difference(reference, naive_onnx)
@@ -176,7 +178,7 @@ outputs = {}  # outputs at CHUNK, for the plots
 snrs = {name: [] for name in runs}  # SNR of the difference for every chunk size in CHUNKS
 for chunk in CHUNKS:
     for name, carry in runs.items():
-        y, _ = stream_enhance(m, noisy, chunk=chunk, carry=carry)
+        y = enhance(Stream(m, carry=carry), noisy, chunk=chunk)
         snrs[name].append(metrics.snr_of_difference(reference, y))
         if chunk == CHUNK:
             outputs[name] = y

@@ -22,7 +22,7 @@
 #
 # - the seed's procedure step by step: pick a model, `export_model(m, "h0", folder)`, inspect the folder
 #   (`inspect_folder`: the graphs' inputs and outputs, `manifest.json`), verify it in onnxruntime;
-# - what a host does with `h0`/`h1` between calls and on `reset()` (`dfnb.host.Host`);
+# - what a host does with `h0`/`h1` between calls and on `reset()` (`dfnb.hosts.onnx.Host`);
 # - how far each export variant — `stateless`, `h0`, `gru`, `full`, `step` — is from the offline output at
 #   realistic chunk sizes, and why `h0` alone does not help;
 # - what the fully stateful exports (`full`, `step`) carry, and that they are exact.
@@ -49,10 +49,12 @@ import torch
 import dfnb
 from dfnb import clips, dsp, metrics, plot
 from dfnb.export import VARIANTS, ensure_export
-from dfnb.host import Host, host_enhance, inspect_folder
+from dfnb.folder import inspect_folder
+from dfnb.hosts.onnx import Host
+from dfnb.layout import STATE_GROUPS
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
-from dfnb.streaming import STATE_GROUPS
+from dfnb.runtime import enhance
 
 torch.set_num_threads(1)  # exports and the reference are small; one thread avoids contention on a busy machine
 # FAST mode exports into a temporary folder; full mode uses the repository's models/ folder, reusing an existing
@@ -85,7 +87,7 @@ print(sorted(p.name for p in h0_dir.iterdir()))
 
 # %%
 info = inspect_folder(h0_dir)
-print(f"variant detected from the inputs: {info.variant}; problems: {info.problems or 'none'}")
+print(f"variant detected from the inputs: {info.variant}; not checkable from the graphs: {info.unverified or 'nothing'}")
 for f, io in info.io.items():
     print(f"\n{f}")
     for kind in ("inputs", "outputs"):
@@ -193,7 +195,7 @@ assert not host.states["h0"].any()
 # %%
 folders = {v: h0_dir if v == "h0" else ensure_export(m, v, EXPORT_ROOT) for v in VARIANTS}
 reference = enhance_offline(m, noisy, sr).audio
-fidelity = {v: [metrics.snr_of_difference(reference, host_enhance(folders[v], noisy, chunk=c)) for c in CHUNKS]
+fidelity = {v: [metrics.snr_of_difference(reference, enhance(Host(folders[v]), noisy, chunk=c)) for c in CHUNKS]
             for v in VARIANTS}
 rows = [{"variant": v, **{f"chunk {c}": fidelity[v][i] for i, c in enumerate(CHUNKS)}} for v in VARIANTS]
 print(f"SNR of the difference vs offline (dB), {MODEL} on {CLIP}")

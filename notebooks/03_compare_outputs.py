@@ -23,7 +23,7 @@
 #   and difference spectrograms against offline, to see chunk-boundary artifacts;
 # - how the model's local-SNR estimate (`lsnr`) drifts when state is dropped;
 # - what the GRU hidden states do in a stateless host compared with a stateful one: heatmaps over time, state
-#   norm, a 2-D PCA path (`Stream(..., probes=True)` records them per hop);
+#   norm, a 2-D PCA path (`Stream(..., probes=[names])` records them per hop);
 # - a metrics table: SNR of the difference vs offline, and PESQ, STOI, SI-SDR vs the clean recording.
 
 # %% tags=["parameters"]
@@ -48,10 +48,13 @@ from IPython.display import Audio, display
 import dfnb
 from dfnb import clips, metrics, plot
 from dfnb.export import ensure_export
-from dfnb.host import host_enhance, inspect_folder
+from dfnb.folder import inspect_folder
+from dfnb.hosts.onnx import Host
+from dfnb.layout import STATE_GROUPS
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
-from dfnb.streaming import STATE_GROUPS, stream_enhance
+from dfnb.runtime import enhance
+from dfnb.streaming import Stream
 
 torch.set_num_threads(1)  # one hop at a time: a single thread is faster, and far faster on a busy machine
 EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb03_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
@@ -60,7 +63,7 @@ EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb03_")) if FAST else Path(dfnb.__
 # %% [markdown]
 # ## 1 · The outputs
 #
-# Each variant's export runs through the onnxruntime host (`host_enhance`) in calls of `CHUNK` hops. The host
+# Each variant's export runs through the onnxruntime host (`enhance(Host(folder), ...)`) in calls of `CHUNK` hops. The host
 # always keeps the DSP state, the lookahead and the deep-filter buffer; the variants differ in which model states
 # their graphs carry (notebook 02). For reference we add the **naive** host of notebook 01: the stateless export
 # called as if every chunk were a separate file (`per_call_offline=True, reset_dsp=True`) — what a host that
@@ -71,8 +74,8 @@ m = load_model(MODEL)
 noisy, clean, sr = clips.load_pair(CLIP)
 ref = enhance_offline(m, noisy, sr, probes=True)
 folders = {v: ensure_export(m, v, EXPORT_ROOT) for v in SHOWN}
-outputs = {"naive": host_enhance(folders["stateless"], noisy, chunk=CHUNK, per_call_offline=True, reset_dsp=True),
-           **{v: host_enhance(folders[v], noisy, chunk=CHUNK) for v in SHOWN}}
+outputs = {"naive": enhance(Host(folders["stateless"], per_call_offline=True, reset_dsp=True), noisy, chunk=CHUNK),
+           **{v: enhance(Host(folders[v]), noisy, chunk=CHUNK) for v in SHOWN}}
 NAMES = list(outputs)  # naive, stateless, h0, gru, full
 snr = {v: metrics.snr_of_difference(ref.audio, outputs[v]) for v in NAMES}
 print(f"{MODEL} on {CLIP}, chunk {CHUNK} hops — SNR of the difference vs offline:",
@@ -153,9 +156,11 @@ assert folded["full"].min() > EXACT_DB and np.ptp(folded["full"]) < 5.0  # no po
 HOST_KEEPS = {"stft", "norm", "lookahead", "df_buffer"}
 CARRY = {"naive": set(), "stateless": HOST_KEEPS, "h0": HOST_KEEPS | {"gru_enc"},
          "gru": HOST_KEEPS | {"gru_enc", "gru_erb", "gru_df"}, "full": set(STATE_GROUPS)}
+GRU_NAMES = ["enc_emb_gru", "erb_dec_emb_gru", "df_dec_df_gru"]
 streams = {}
 for v in NAMES:
-    y, streams[v] = stream_enhance(m, noisy, chunk=CHUNK, carry=CARRY[v], probes=True)
+    streams[v] = Stream(m, carry=CARRY[v], probes=GRU_NAMES)
+    y = enhance(streams[v], noisy, chunk=CHUNK)
     agree = metrics.snr_of_difference(outputs[v], y)
     print(f"{v:9}: PyTorch emulation vs onnxruntime host {agree:6.1f} dB (vs offline: {snr[v]:.1f} dB)")
     assert agree > 30.0 and agree > min(snr[v], EXACT_DB) + 20.0
@@ -173,7 +178,7 @@ for v in NAMES:
 # (the offline curve is hidden under it).
 
 # %%
-lsnr = {"offline": ref.lsnr, **{v: np.asarray(streams[v].lsnr) for v in SHOWN}}
+lsnr = {"offline": ref.lsnr, **{v: streams[v].trace.lsnr for v in SHOWN}}
 over = float(np.max(lsnr["stateless"] - ref.lsnr))
 fig = plot.plot_lsnr(lsnr, hop / sr, title=f"{MODEL} on {CLIP}, chunk {CHUNK}")
 lsnr_err = {v: metrics.lsnr_error(ref.lsnr, lsnr[v]) for v in SHOWN}
@@ -186,15 +191,15 @@ assert lsnr_err["h0"] == lsnr_err["gru"]
 # %% [markdown]
 # ### GRU hidden states
 #
-# `stream.trace[name]` holds, per hop, the top-layer hidden state of each GRU block. Heatmaps: time across,
+# `stream.trace.states[name]` holds, per hop, the hidden state of each GRU block (we plot the top layer). Heatmaps: time across,
 # hidden unit up, stateless (left) vs full (right) for each GRU. In the stateless host every chunk starts from a
 # zero state, so its states are cut into 70 ms segments with a seam at every chunk start — plainest in the ERB
 # decoder's GRU, whose units re-saturate from scratch in every chunk — while the full host's states evolve
 # continuously.
 
 # %%
-gru_names = list(streams["full"].trace)
-traces = {v: {g: np.asarray(streams[v].trace[g]) for g in gru_names} for v in SHOWN}
+gru_names = GRU_NAMES
+traces = {v: {g: streams[v].trace.states[g][:, -1, 0] for g in gru_names} for v in SHOWN}
 fig, axes = plt.subplots(len(gru_names), 2, figsize=(13, 3.2 * len(gru_names)), sharex=True, layout="constrained")
 for row, g in zip(axes, gru_names):
     for ax, v in zip(row, ("stateless", "full")):

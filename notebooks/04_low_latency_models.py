@@ -49,10 +49,13 @@ import torch
 import dfnb
 from dfnb import clips, metrics, plot
 from dfnb.export import ensure_export
-from dfnb.host import host_enhance, inspect_folder
+from dfnb.folder import inspect_folder
+from dfnb.hosts.onnx import Host
+from dfnb.layout import delay_samples
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
-from dfnb.streaming import delay_samples, stream_enhance
+from dfnb.runtime import enhance
+from dfnb.streaming import Stream
 
 torch.set_num_threads(1)  # one hop at a time: a single thread is faster, and far faster on a busy machine
 EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb04_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
@@ -69,7 +72,7 @@ EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb04_")) if FAST else Path(dfnb.__
 noisy0, clean0, sr = clips.load_pair(CLIPS[0])
 models = {"DeepFilterNet3": load_model("DeepFilterNet3")}
 before_offline = enhance_offline(models["DeepFilterNet3"], noisy0, sr).audio
-before_stream, _ = stream_enhance(models["DeepFilterNet3"], noisy0, chunk=CHUNK)
+before_stream = enhance(Stream(models["DeepFilterNet3"]), noisy0, chunk=CHUNK)
 print(f"DeepFilterNet3 on {CLIPS[0]}: offline and chunk-{CHUNK} stream computed")
 
 # %% [markdown]
@@ -103,7 +106,7 @@ assert models["DeepFilterNet3_ll"].spec.emb_hidden_dim > models["DeepFilterNet3"
 
 # %%
 after_offline = enhance_offline(models["DeepFilterNet3"], noisy0, sr).audio
-after_stream, _ = stream_enhance(models["DeepFilterNet3"], noisy0, chunk=CHUNK)
+after_stream = enhance(Stream(models["DeepFilterNet3"]), noisy0, chunk=CHUNK)
 print("max |before - after|: offline", float(np.abs(after_offline - before_offline).max()),
       "stream", float(np.abs(after_stream - before_stream).max()))
 assert np.array_equal(after_offline, before_offline) and np.array_equal(after_stream, before_stream)
@@ -124,7 +127,7 @@ for _, ll in PAIRS:
     ref = enhance_offline(m, noisy0, sr).audio
     for v in ["stateless", *STATEFUL]:
         folder = ensure_export(m, v, EXPORT_ROOT)
-        y = host_enhance(folder, noisy0, chunk=CHUNK)
+        y = enhance(Host(folder), noisy0, chunk=CHUNK)
         ll_outputs[ll, v] = y
         fidelity.append({"model": ll, "variant": v, f"SNR diff vs offline, chunk {CHUNK} (dB)": metrics.snr_of_difference(ref, y),
                          "host delay (ms)": 1000 * inspect_folder(folder).delay_samples / sr})

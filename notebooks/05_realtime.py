@@ -23,7 +23,7 @@
 #   99th-percentile compute time and the realtime factor;
 # - the latency/error trade-off per variant and chunk size: a stateless host needs big chunks to get close to the
 #   reference, and big chunks mean latency; a stateful host is exact at any chunk size, including one hop;
-# - how the fast step host (`dfnb.fastpath.FastStepHost`, when present) compares with the reference `Host`.
+# - how the fast step host (`dfnb.hosts.fast.FastStepHost`) compares with the reference `Host`.
 #
 # Timings depend on the machine and on whatever else it is running; the prose states only relations that hold
 # with a wide margin, and every number is printed.
@@ -53,14 +53,12 @@ import torch
 import dfnb
 from dfnb import clips, metrics, plot
 from dfnb.export import ensure_export
-from dfnb.host import Host, host_enhance, inspect_folder
+from dfnb.folder import inspect_folder
+from dfnb.hosts.fast import FastStepHost
+from dfnb.hosts.onnx import Host
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
-
-try:
-    from dfnb import fastpath
-except ImportError:  # the fast step host is optional
-    fastpath = None
+from dfnb.runtime import enhance
 
 torch.set_num_threads(1)  # the reference and exports only; the timed hosts are onnxruntime (THREADS)
 EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb05_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
@@ -147,14 +145,14 @@ assert np.median(per_hop_us["full", CHUNKS[-1]]) < np.median(per_hop_us["full", 
 # model adds `chunk × 10 ms` of buffering; the model adds its own delay (lookahead + STFT overlap,
 # `host.delay_samples`, 30 ms for DeepFilterNet3); and the call itself takes its compute time (we take the 99th
 # percentile, what a realtime deadline must allow for). The error is the SNR of the difference against the
-# offline output, from `host_enhance` with the same chunk size.
+# offline output, from `enhance(host, noisy, chunk=...)` with the same chunk size.
 
 # %%
 points = []
 for v in VARIANTS:
     delay_ms = 1000 * hosts[v].delay_samples / sr
     for c in CHUNKS:
-        snr = metrics.snr_of_difference(reference, host_enhance(folders[v], noisy, chunk=c))
+        snr = metrics.snr_of_difference(reference, enhance(hosts[v], noisy, chunk=c))
         compute_ms = np.percentile(per_hop_us[v, c], 99) * c / 1000  # p99 time of one call
         points.append({"variant": v, "chunk": c, "buffer (ms)": c * hop_us / 1000, "model delay (ms)": delay_ms,
                        "p99 call (ms)": compute_ms, "latency (ms)": c * hop_us / 1000 + delay_ms + compute_ms,
@@ -190,35 +188,31 @@ assert stateless_best < 30.0  # no chunk size tried makes the stateless host clo
 #
 # ## 3 · The fast step host
 #
-# `dfnb.fastpath.FastStepHost` runs the same `step` folder with a leaner graph, preallocated buffers and
-# onnxruntime I/O binding. It must produce the same output (exact) — only faster. (Skipped if `dfnb.fastpath` is
-# not installed.)
+# `dfnb.hosts.fast.FastStepHost` runs the same `step` folder with a leaner graph, preallocated buffers and
+# onnxruntime I/O binding. It must produce the same output (exact) — only faster.
 
 # %%
-if fastpath is None:
-    print("dfnb.fastpath is not available: skipped")
-else:
-    fast = fastpath.FastStepHost(folders["step"], threads=THREADS)
-    y_fast = fastpath.fast_enhance(folders["step"], noisy, host=fast)
-    snr_fast = metrics.snr_of_difference(reference, y_fast)
-    x = noisy[: n_hops * hop]
-    for _ in range(2):  # first pass: warm-up
-        fast.reset()
-        fast_us = []
-        for i in range(n_hops):
-            t0 = time.perf_counter()
-            fast.process_hop(x[i * hop:(i + 1) * hop])
-            fast_us.append(1e6 * (time.perf_counter() - t0))
-    fast_us = np.array(fast_us)
-    step_us = per_hop_us["step", 1]
-    print(f"FastStepHost vs offline: {snr_fast:.1f} dB")
-    print(f"median µs/hop: Host(step) {np.median(step_us):.0f}, FastStepHost {np.median(fast_us):.0f} "
-          f"({np.median(step_us) / np.median(fast_us):.2f}x); p99 {np.percentile(step_us, 99):.0f} vs "
-          f"{np.percentile(fast_us, 99):.0f}")
-    fig = plot.plot_latency({"Host, step": step_us, "FastStepHost, step": fast_us}, budget_us=hop_us,
-                            title=f"{MODEL}, one hop per call, {THREADS} thread(s)")
-    assert snr_fast >= EXACT_DB
-    assert np.median(fast_us) < np.median(step_us)
+fast = FastStepHost(folders["step"], threads=THREADS)
+y_fast = enhance(fast, noisy)
+snr_fast = metrics.snr_of_difference(reference, y_fast)
+x = noisy[: n_hops * hop]
+for _ in range(2):  # first pass: warm-up
+    fast.reset()
+    fast_us = []
+    for i in range(n_hops):
+        t0 = time.perf_counter()
+        fast.process(x[i * hop:(i + 1) * hop])
+        fast_us.append(1e6 * (time.perf_counter() - t0))
+fast_us = np.array(fast_us)
+step_us = per_hop_us["step", 1]
+print(f"FastStepHost vs offline: {snr_fast:.1f} dB")
+print(f"median µs/hop: Host(step) {np.median(step_us):.0f}, FastStepHost {np.median(fast_us):.0f} "
+      f"({np.median(step_us) / np.median(fast_us):.2f}x); p99 {np.percentile(step_us, 99):.0f} vs "
+      f"{np.percentile(fast_us, 99):.0f}")
+fig = plot.plot_latency({"Host, step": step_us, "FastStepHost, step": fast_us}, budget_us=hop_us,
+                        title=f"{MODEL}, one hop per call, {THREADS} thread(s)")
+assert snr_fast >= EXACT_DB
+assert np.median(fast_us) < np.median(step_us)
 
 # %% [markdown]
 # ## Summary
@@ -228,7 +222,7 @@ else:
 # - Chunking amortises onnxruntime's per-call overhead for the three-file variants, but adds buffering latency.
 # - The latency/error scatter is the argument for stateful exports: they are exact at one hop per call — the lowest
 #   latency the model allows — while a stateless host stays far from the reference at every chunk size tried.
-# - The fast step host (when present) gives the same exact output in less time per hop.
+# - The fast step host gives the same exact output in less time per hop.
 #
 # ## Where to go next
 #

@@ -13,8 +13,9 @@ from dfnb import clips, metrics
 from dfnb.batching import export_batched
 from dfnb.errors import AudioError, ExportError, StateError
 from dfnb.export import export_model
-from dfnb.fastpath import FastStepHost, fast_enhance
+from dfnb.hosts.fast import FastStepHost
 from dfnb.hosts.batched import BatchedHost, enhance_many
+from dfnb.runtime import enhance
 
 SAME_DB = 120.0  # batched vs single-stream host; measured 131-139 dB on the four models (rounding only)
 CLIPS = [("vb_p232_013", 0.0, 2.0), ("vb_p232_019", 0.5, 1.2), ("vb_p257_003", 0.0, 1.6), ("dfn_noisy_snr0", 1.0, 1.4)]
@@ -48,7 +49,7 @@ def test_each_stream_equals_the_single_stream_host(batched, audios, name):
     assert man["verification"]["max_abs_diff_vs_torch"]["step.onnx"] <= 1e-4
     assert man["batch"]["rewrites"]["grouped_linear"] > 0 and man["batch"]["rewrites"]["tap_sum_conv"] == 1
     fh = FastStepHost(single)
-    refs = [fast_enhance(single, x, host=fh) for x in audios]
+    refs = [enhance(fh, x) for x in audios]
     host = BatchedHost(folder)
     outs = enhance_many(host, audios, STARTS)
     assert host.streams == ()  # every stream left
@@ -67,7 +68,7 @@ def test_each_stream_equals_the_single_stream_host(batched, audios, name):
 def test_reset_leave_and_capacity(batched, audios):
     single, folder = batched("DeepFilterNet3")
     x = audios[0]  # 2 s with speech (the first 0.6 s alone are so quiet that rounding shows at ~118 dB)
-    ref = fast_enhance(single, x)
+    ref = enhance(FastStepHost(single), x)
     host = BatchedHost(folder, capacity=2)
     a, b = host.join(), host.join()
     with pytest.raises(StateError, match="in use"):
@@ -123,3 +124,7 @@ def test_export_entry_points_and_refusals(batched, exported, tmp_path):
 
     with pytest.raises(ModelFolderError, match="not a batched step folder"):
         BatchedHost(single)
+    from dfnb.hosts import open_host
+
+    with pytest.raises(ModelFolderError, match="BatchedHost"):  # the single-stream hosts refuse it by name
+        open_host(out)

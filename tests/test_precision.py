@@ -10,8 +10,10 @@ import pytest
 
 from dfnb import clips, metrics
 from dfnb.errors import ExportError
-from dfnb.fastpath import FastStepHost, fast_enhance, lean_step_model
-from dfnb.precision import FIDELITY_CLIP, export_precision, unroll_gru
+from dfnb.hosts.fast import FastStepHost
+from dfnb.runtime import enhance
+from dfnb.surgery import lean_step_model
+from dfnb.precision import FIDELITY_CLIP, export_precision, regate, unroll_gru
 
 # SNR of the difference to offline float32 PyTorch on the fidelity clip, DeepFilterNet3 (measured: fp16 70.4 dB,
 # int8-dynamic 40.5 dB, int8-static 34.0 dB with the default calibration clips); floors a few dB below, so a
@@ -44,16 +46,16 @@ def test_reduced_export_loads_runs_and_reports_fidelity(step, clip, load, offlin
     # the reported number is what the folder does: re-measured against offline PyTorch
     host = FastStepHost(out)
     assert host.lean_report["gates_removed"] > 0  # the warm-up gating survived the reduction
-    y = fast_enhance(out, clip, host=host)
+    y = enhance(host, clip)
     off = offline_ref("DeepFilterNet3", FIDELITY_CLIP)[1].audio
     assert metrics.snr_of_difference(off, y) == pytest.approx(fid["snr_db_vs_offline_fp32"], abs=0.01)
     # the general host runs the same folder (warm-up inside the graph) to the same numbers
-    from dfnb.host import host_enhance
+    from dfnb.hosts.onnx import Host
 
-    assert metrics.snr_of_difference(y, host_enhance(out, clip)) >= 90.0
+    assert metrics.snr_of_difference(y, enhance(Host(out), clip)) >= 90.0
 
 
-def test_unrolled_gru_is_exact(step, clip, tmp_path):
+def test_unrolled_gru_and_regated_graph_are_exact(step, clip, tmp_path):
     import shutil
 
     import onnx
@@ -61,13 +63,16 @@ def test_unrolled_gru_is_exact(step, clip, tmp_path):
     model, _ = lean_step_model(step / "step.onnx")
     mms = unroll_gru(model)
     assert len(mms) == 10 and not [n for n in model.graph.node if n.op_type == "GRU"]  # 5 GRU layers, 2 MatMuls each
+    assert regate(model, 2) == 6  # every state but spec_buf gated again (DeepFilterNet3: conv_lookahead 2)
     shutil.copytree(step, tmp_path / "u")
     onnx.save(model, str(tmp_path / "u" / "step.onnx"))
     man = json.loads((tmp_path / "u" / "manifest.json").read_text())
     man.pop("files")  # a hand-made folder: no per-file checksums to compare
     (tmp_path / "u" / "manifest.json").write_text(json.dumps(man))
     x = clip[: 2 * 48000]
-    assert metrics.snr_of_difference(fast_enhance(step, x), fast_enhance(tmp_path / "u", x)) >= 120.0
+    host = FastStepHost(tmp_path / "u")
+    assert host.lean_report["gates_removed"] == 6
+    assert metrics.snr_of_difference(enhance(FastStepHost(step), x), enhance(host, x)) >= 120.0
 
 
 def test_refusals(step, tmp_path):

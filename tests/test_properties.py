@@ -1,7 +1,8 @@
 """Property-based hardening: random audio arrays and sample rates through every public entry point.
 
-The specification, for ``dfnb.audio.check_audio``, ``dfnb.offline.enhance_offline``,
-``dfnb.streaming.stream_enhance`` and ``dfnb.host.host_enhance`` (an exported ``full`` folder):
+The specification, for ``dfnb.audio.check_audio``, ``dfnb.offline.enhance_offline`` and
+``dfnb.runtime.enhance`` with the PyTorch stream, the onnxruntime host (an exported ``full`` folder) and the
+fast step host:
 
 * well-formed input -- 1-D, at least one sample, float16/32/64 (finite, peak <= 32) or integer PCM
   (int8/16/32, uint8), a sample rate that is an integer in 8000..192000 Hz -- returns finite float32 audio of
@@ -24,9 +25,11 @@ from hypothesis.extra import numpy as hnp
 
 from dfnb.audio import FLOAT_PEAK_LIMIT, check_audio
 from dfnb.errors import AudioError, DfnbError
-from dfnb.host import Host, host_enhance
+from dfnb.hosts.fast import FastStepHost
+from dfnb.hosts.onnx import Host
 from dfnb.offline import enhance_offline
-from dfnb.streaming import stream_enhance
+from dfnb.runtime import enhance
+from dfnb.streaming import Stream
 
 HOP = 480
 SUPPORTED = {np.dtype(t) for t in (np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.uint8)}
@@ -87,16 +90,17 @@ def _well_formed(x: np.ndarray) -> bool:
     return True
 
 
+def _empty_ok(x: np.ndarray) -> bool:
+    """A realtime call may be empty (nothing to do), if its dtype is audio."""
+    return x.ndim == 1 and x.size == 0 and x.dtype in SUPPORTED
+
+
 def _valid_sr(sr) -> bool:
     return (not isinstance(sr, bool) and isinstance(sr, numbers.Real) and float(sr).is_integer()
             and 8000 <= sr <= 192000)
 
 
-COUNTS: dict = {}
-
-
 def _check(call, x: np.ndarray, valid: bool, n: int, name: str):
-    COUNTS.setdefault(name, [0, 0])[int(bool(valid))] += 1
     try:
         y = call()
     except DfnbError as e:
@@ -120,53 +124,77 @@ def full_host(exported):
     return folder, Host(folder)
 
 
-@settings(max_examples=400, **SETTINGS)
-@given(x=audio_arrays(max_len=5000), sr=SAMPLE_RATES)
-def test_check_audio(x, sr):
-    valid = _well_formed(x) and _valid_sr(sr)
-    _check(lambda: check_audio(x, sr), x, valid, x.size, "check_audio")
+@pytest.fixture(scope="module")
+def fast_host(exported):
+    return FastStepHost(exported("DeepFilterNet3", "step"))
 
 
-@settings(max_examples=150, **SETTINGS)
-@given(x=audio_arrays(), sr=SAMPLE_RATES)
-def test_enhance_offline(m3, x, sr):
-    valid = _well_formed(x) and _valid_sr(sr)
-    _check(lambda: enhance_offline(m3, x, sr).audio, x, valid, x.size, "offline")
+def _run_property(examples: int, body, **strategies) -> None:
+    """Run ``body`` on ``examples`` derandomized draws; ``body`` returns whether its input was well-formed.
+    Each target must have seen at least 5 ill-formed and 5 well-formed inputs, or the test itself fails."""
+    counts = [0, 0]
+
+    @settings(max_examples=examples, **SETTINGS)
+    @given(**strategies)
+    def prop(**kw):
+        counts[int(bool(body(**kw)))] += 1
+
+    prop()
+    assert counts[0] >= 5 and counts[1] >= 5, f"(ill-formed, well-formed) examples: {counts}"
 
 
-@settings(max_examples=150, **SETTINGS)
-@given(x=audio_arrays())
-def test_host_enhance(full_host, x):
-    folder, host = full_host
-    _check(lambda: host_enhance(folder, x, host=host), x, _well_formed(x), x.size, "host")
+def test_check_audio():
+    def body(x, sr):
+        valid = _well_formed(x) and _valid_sr(sr)
+        _check(lambda: check_audio(x, sr), x, valid, x.size, "check_audio")
+        return valid
+
+    _run_property(400, body, x=audio_arrays(max_len=5000), sr=SAMPLE_RATES)
 
 
-@settings(max_examples=40, **SETTINGS)
-@given(x=audio_arrays(max_len=2 * HOP + 60))
-def test_stream_enhance(m3, x):
-    _check(lambda: stream_enhance(m3, x)[0], x, _well_formed(x), x.size, "stream")
+def test_enhance_offline(m3):
+    def body(x, sr):
+        valid = _well_formed(x) and _valid_sr(sr)
+        _check(lambda: enhance_offline(m3, x, sr).audio, x, valid, x.size, "offline")
+        return valid
+
+    _run_property(150, body, x=audio_arrays(), sr=SAMPLE_RATES)
+
+
+@pytest.mark.parametrize("which", ["host", "fast host", "stream"])
+def test_runtime_enhance(m3, full_host, fast_host, which):
+    """dfnb.runtime.enhance through each runtime (a fresh PyTorch Stream per example: it is slower)."""
+    def body(x):
+        rt = {"host": full_host[1], "fast host": fast_host}.get(which) or Stream(m3)
+        _check(lambda: enhance(rt, x), x, _well_formed(x), x.size, which)
+        return _well_formed(x)
+
+    examples, max_len = (80, 2 * HOP + 60) if which == "stream" else (150, 3 * HOP + 60)
+    _run_property(examples, body, x=audio_arrays(max_len=max_len))
 
 
 @settings(max_examples=100, **SETTINGS)
 @given(x=audio_arrays(max_len=3 * HOP), calls=st.integers(1, 3))
-def test_host_process_blocks(full_host, x, calls):
-    """The realtime call itself: whole hops of good audio are processed (same number of samples out),
-    a block that is not whole hops is a StateError, bad samples an AudioError -- and after any refusal the
-    host keeps going."""
-    _, host = full_host
-    host.reset()
-    for _ in range(calls):
-        try:
-            y = host.process(x)
-        except DfnbError as e:
-            whole_hops = x.ndim == 1 and x.size > 0 and x.size % HOP == 0
-            assert type(e).__name__ == ("AudioError" if whole_hops else "StateError"), f"{type(e).__name__}: {e}"
-            assert not (whole_hops and _well_formed(x)), f"well-formed hops refused: {e}"
-        else:
-            assert _well_formed(x) and x.size % HOP == 0
-            assert y.dtype == np.float32 and y.shape == x.shape and np.isfinite(y).all()
-    y = host.process(np.zeros(HOP, np.float32))
-    assert np.isfinite(y).all()
+def test_realtime_calls(full_host, fast_host, x, calls):
+    """The realtime call itself, on both hosts: good audio of any length is taken (a partial hop waits for
+    the next call, so out comes every completed hop), bad samples are an AudioError that leaves the stream
+    where it was -- and after any refusal the host keeps going."""
+    for host in (full_host[1], fast_host):
+        host.reset()
+        pending = 0
+        for _ in range(calls):
+            try:
+                y = host.process(x)
+            except DfnbError as e:
+                assert type(e).__name__ == "AudioError", f"{type(e).__name__}: {e}"
+                assert not (_well_formed(x) or _empty_ok(x)), f"well-formed block refused: {e}"
+            else:
+                assert _well_formed(x) or _empty_ok(x), f"ill-formed block accepted: {x.dtype}{list(x.shape)}"
+                done = (pending + x.size) // HOP * HOP
+                pending = pending + x.size - done
+                assert y.dtype == np.float32 and y.shape == (done,) and np.isfinite(y).all()
+        y = host.process(np.zeros(HOP, np.float32))
+        assert np.isfinite(y).all() and y.shape == ((pending + HOP) // HOP * HOP,)
 
 
 def test_generator_reaches_every_kind_of_input():
@@ -191,10 +219,3 @@ def test_generator_reaches_every_kind_of_input():
                                                  ("valid", True), ("valid", False), ("nan", True), ("inf", True),
                                                  ("short", True)]:
         assert k in seen, k
-
-
-def test_some_examples_were_well_formed():
-    """Runs after the property tests (file order): each target saw both kinds of input."""
-    print(f"\n(ill-formed, well-formed) examples per target: {COUNTS}")
-    for name, (bad, good) in COUNTS.items():
-        assert good >= 5 and bad >= 5, (name, COUNTS[name])

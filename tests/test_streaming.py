@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from dfnb import clips, metrics
+from dfnb.layout import STATE_GROUPS, Layout, ModelConfig, delay_samples
 from dfnb.offline import enhance_offline
-from dfnb.streaming import STATE_GROUPS, Stream, delay_samples, stream_enhance
+from dfnb.runtime import enhance
+from dfnb.streaming import Stream
 
 MODELS = ["DeepFilterNet3", "DeepFilterNet2", "DeepFilterNet3_ll", "DeepFilterNet2_ll"]
 # real speech: a VoiceBank-DEMAND pair and the 10 s upstream clip
@@ -20,12 +22,13 @@ LSNR_TOL_DB = 1e-3
 @pytest.mark.parametrize("clip,chunk", CLIP_CHUNKS)
 def test_stream_equals_offline(load, offline_ref, name, clip, chunk):
     x, off = offline_ref(name, clip)
-    y, s = stream_enhance(load(name), x, chunk=chunk)
+    s = Stream(load(name), probes=True)
+    y = enhance(s, x, chunk=chunk)
     assert y.shape == x.shape and y.dtype == np.float32
     snr = metrics.snr_of_difference(off.audio, y)
     print(f"{name} {clip} chunk {chunk}: SNR of difference {snr:.1f} dB")
     assert snr >= EXACT_DB
-    lsnr = np.asarray(s.lsnr[: len(off.lsnr)])
+    lsnr = s.trace.lsnr[: len(off.lsnr)]
     assert len(lsnr) == len(off.lsnr)
     assert metrics.lsnr_error(off.lsnr, lsnr) <= LSNR_TOL_DB
 
@@ -34,6 +37,17 @@ def test_delays_follow_the_configs(load):
     # DFN3: 2 hops lookahead + STFT; DFN2 filters the masked spectrum: conv + df lookahead; _ll: STFT only
     got = {n: delay_samples(load(n).spec) for n in MODELS}
     assert got == {"DeepFilterNet3": 1440, "DeepFilterNet2": 2400, "DeepFilterNet3_ll": 480, "DeepFilterNet2_ll": 480}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_layout_from_config_ini_is_what_pytorch_builds(load, name):
+    """The torch-free layout (read from config.ini) equals the states PyTorch's StepModel probes, in order."""
+    m = load(name)
+    lay = Layout.of(ModelConfig.read(m.folder / "config.ini"))
+    assert lay == Layout.of(m.spec)
+    probed = Stream(m).step_model.descs
+    assert [(d.name, d.shape) for d in probed] == [(d.name, d.shape) for d in lay.model_states]
+    assert lay.delay_samples == delay_samples(m.spec)
 
 
 def test_state_sizes_come_from_the_config(load):
@@ -69,9 +83,9 @@ def test_each_state_group_alone_breaks_exactness(load, offline_ref):
     m = load("DeepFilterNet3")
     snrs = {}
     for g in STATE_GROUPS:
-        y, _ = stream_enhance(m, x, chunk=7, carry=set(STATE_GROUPS) - {g})
+        y = enhance(Stream(m, carry=set(STATE_GROUPS) - {g}), x, chunk=7)
         snrs[g] = metrics.snr_of_difference(off.audio, y)
-    y, _ = stream_enhance(m, x, chunk=7, carry=())
+    y = enhance(Stream(m, carry=()), x, chunk=7)
     naive = metrics.snr_of_difference(off.audio, y)
     print({k: round(v, 1) for k, v in snrs.items()}, "naive", round(naive, 1))
     assert all(v < 80.0 for v in snrs.values()), snrs
@@ -83,9 +97,11 @@ def test_gru_trajectories_match_offline_probes(load):
     m = load("DeepFilterNet3")
     x, _ = clips.load_clip("vb_p232_028")
     off = enhance_offline(m, x, probes=True)
-    _, s = stream_enhance(m, x, probes=True)
-    assert set(off.gru) == set(s.trace) == {"enc_emb_gru", "erb_dec_emb_gru", "df_dec_df_gru"}
+    names = ["enc_emb_gru", "erb_dec_emb_gru", "df_dec_df_gru"]
+    s = Stream(m, probes=names)
+    enhance(s, x)
+    assert set(off.gru) == set(s.trace.states) == set(names)
     for name, h in off.gru.items():
-        tr = np.stack(s.trace[name])[: len(h)]
+        tr = s.trace.states[name][: len(h), -1, 0]  # top layer
         assert tr.shape == h.shape
         assert float(np.max(np.abs(tr - h))) <= 1e-4, name

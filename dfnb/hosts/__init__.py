@@ -5,11 +5,52 @@ Each module is one host, and each host is a :class:`dfnb.runtime.Runtime` (``res
 
 * :mod:`dfnb.hosts.onnx` — the general onnxruntime host for every dfnb variant (and upstream's three files);
 * :mod:`dfnb.hosts.fast` — the fast exact host for ``step`` folders;
-* :mod:`dfnb.hosts.official` — the official realtime runtime's per-hop behaviour (libDF/tract) on a step graph.
+* :mod:`dfnb.hosts.official` — the official realtime runtime's per-hop behaviour (libDF/tract) on a step graph;
+* :mod:`dfnb.hosts.batched` — many independent streams per call on a batched step folder (not a Runtime: it
+  holds many streams).
 
 Nothing here imports torch: a realtime user deploys an exported folder with numpy, libdf and onnxruntime only.
 
 Notebook: 02_stateful_export
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["HOSTS", "open_host"]
+
+HOSTS = ("auto", "onnx", "fast")
+"""``auto`` picks the fastest exact host that can serve the folder; ``onnx`` forces the general host."""
+
+
+def open_host(folder: Path | str, *, host: str = "auto", threads: int = 1, **kw: Any):
+    """A runtime for an exported folder: :class:`~dfnb.hosts.fast.FastStepHost` for ``step`` folders, else the
+    general :class:`~dfnb.hosts.onnx.Host` (``host="onnx"`` forces it; ``**kw`` go to the host).
+
+    Examples
+    --------
+    >>> from dfnb.runtime import enhance  # doctest: +SKIP
+    >>> y = enhance(open_host("models/dfn3_step"), noisy)  # doctest: +SKIP
+
+    Notebook: 02_stateful_export
+    """
+    from ..errors import DfnbError
+
+    if host not in HOSTS:
+        raise DfnbError(f"unknown host {host!r}; choose one of {', '.join(HOSTS)}.")
+    from .batched import batch_of
+
+    if batch_of(folder) is not None:
+        from ..errors import ModelFolderError
+
+        raise ModelFolderError(f"{folder} is a batched step folder (many streams per call); run it with "
+                               "dfnb.hosts.batched.BatchedHost, or export a single-stream one (--variant step).")
+    if host == "fast" or (host == "auto" and not kw and (Path(folder) / "step.onnx").is_file()):
+        from .fast import FastStepHost
+
+        return FastStepHost(folder, threads=threads)
+    from .onnx import Host
+
+    return Host(folder, threads=threads, **kw)

@@ -9,7 +9,7 @@ Streams have their own lifecycle. :meth:`BatchedHost.join` gives a new stream a 
 DSP state, its own warm-up); :meth:`BatchedHost.leave` drains its lookahead (alone, with the zero frames
 offline padding feeds) and frees the row — the last active row moves into the hole, so active streams always
 occupy rows ``0..k-1`` and the graph runs on exactly ``k`` rows; :meth:`BatchedHost.reset` restarts one
-stream. The per-stream DSP (STFT, feature norms, overlap-add) is :class:`dfnb.fastpath.LeanDsp`'s arithmetic
+stream. The per-stream DSP (STFT, feature norms, overlap-add) is :class:`dfnb.hosts.fast.LeanDsp`'s arithmetic
 vectorised over the rows. Each stream's output equals what a single-stream host gives for it alone, to
 rounding (``tests/test_batched.py``).
 
@@ -30,9 +30,10 @@ import numpy as np
 from .. import audio as audio_mod
 from .. import dsp
 from ..errors import AudioError, ModelFolderError, StateError
+from ..folder import open_session
 from ..layout import ModelConfig, delay_frames
 
-__all__ = ["BatchedDsp", "BatchedHost", "enhance_many"]
+__all__ = ["BatchedDsp", "BatchedHost", "enhance_many", "batch_of"]
 
 _F32 = np.float32
 _BASE_IN = ("spec", "feat_erb", "feat_spec")
@@ -41,7 +42,7 @@ _BASE_IN = ("spec", "feat_erb", "feat_spec")
 class BatchedDsp:
     """Per-hop analysis, features and synthesis of ``capacity`` streams at once, rows ``0..k-1``.
 
-    The arithmetic of :mod:`dfnb.dsp` (and :class:`dfnb.fastpath.LeanDsp`) in the same order, on ``[k, ...]``
+    The arithmetic of :mod:`dfnb.dsp` (and :class:`dfnb.hosts.fast.LeanDsp`) in the same order, on ``[k, ...]``
     arrays; state rows ``analysis_mem``, ``synthesis_mem``, ``erb_norm``, ``unit_norm`` as in
     :class:`dfnb.dsp.DspState`. Needs ``fft_size == 2 * hop_size`` (every DeepFilterNet release).
     """
@@ -126,22 +127,14 @@ class BatchedDsp:
         return out
 
 
-def _session(path: Path, threads: int, config: dict | None):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    for k, v in (config or {}).items():
-        so.add_session_config_entry(k, str(v))
+def batch_of(folder: Path | str) -> dict | None:
+    """The ``batch`` section of a folder's manifest (a batched step export), or None for any other folder."""
     try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises several exception types for corrupt files
-        raise ModelFolderError(f"{path} cannot be loaded by onnxruntime ({str(e).splitlines()[0][:160]}); "
-                               "re-export the folder (dfnb export --variant step --streams N --force).") from None
+        man = json.loads((Path(folder) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    b = man.get("batch") if isinstance(man, dict) else None
+    return b if isinstance(b, dict) else None
 
 
 class BatchedHost:
@@ -179,7 +172,7 @@ class BatchedHost:
         self.family, self.L = mc.family, int(mc.conv_lookahead)
         self.delay_frames = delay_frames(mc)
         self.delay_samples = self.delay_frames * mc.hop_size + mc.fft_size - mc.hop_size
-        self.sess = _session(self.folder / "step.onnx", threads, session_config)
+        self.sess = open_session(self.folder / "step.onnx", threads, session_config)
         ins = [i for i in self.sess.get_inputs() if i.name not in _BASE_IN]
         outs = [o.name for o in self.sess.get_outputs()][2:]
         if len(ins) != len(outs) or "spec_buf" not in [i.name for i in ins]:
@@ -213,7 +206,7 @@ class BatchedHost:
         if man.get("variant") != "step" or "batch" not in man:
             raise ModelFolderError(f"{self.folder} is not a batched step folder (variant {man.get('variant')!r}, no "
                                    "'batch' section); export one with `dfnb export --variant step --streams N`, or "
-                                   "run a single-stream folder with dfnb.fastpath.FastStepHost.")
+                                   "run a single-stream folder with dfnb.hosts.fast.FastStepHost.")
         return man
 
     # -- streams ---------------------------------------------------------------------------------------
