@@ -360,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                         "load_avg": os.getloadavg()},
             "versions": {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__}}
-    (a.json or a.out / "latency.json").write_text(json.dumps({"meta": meta, "rows": rows, "ablation": abl}, indent=2) + "\n")
+    out = a.json or a.out / "latency.json"
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "ablation": abl}, indent=2) + "\n")
     from dfnb.plot import plot_latency, save_figure
 
     fig = plot_latency({k: np.concatenate(v) for k, v in times.items()}, budget_us=10000,

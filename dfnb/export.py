@@ -44,7 +44,8 @@ from .errors import ExportError
 from .layout import BASE_IO, MANIFEST_FORMAT, VARIANTS, Layout, StateDesc
 from .surgery import graph_io_entries
 
-__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "export_model", "ensure_export", "OPSET", "model_of_step_folder"]
+__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "export_model", "ensure_export", "OPSET",
+           "model_of_step_folder"]
 
 SHORT_NAMES = {"DeepFilterNet3": "dfn3", "DeepFilterNet2": "dfn2", "DeepFilterNet3_ll": "dfn3_ll",
                "DeepFilterNet2_ll": "dfn2_ll"}
@@ -407,7 +408,8 @@ def model_of_step_folder(folder: Path | str) -> Any:
     try:
         man = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError) as e:
-        raise ExportError(f"{folder} has no readable manifest.json ({e}); pass a dfnb step folder or a model.") from None
+        raise ExportError(f"{folder} has no readable manifest.json ({e}); pass a dfnb step folder or a model.") \
+            from None
     if man.get("variant") != "step" or not man.get("model") or "batch" in man or "precision" in man:
         raise ExportError(f"{folder} is not a single-stream float32 step folder (variant {man.get('variant')!r}); "
                           "start from one written by `dfnb export --variant step`, or from a model name.")

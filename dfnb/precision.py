@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,15 @@ _BASE_IN = ("spec", "feat_erb", "feat_spec")
 # ----------------------------------------------------------------------------------------------------------
 # Graph rewrites
 # ----------------------------------------------------------------------------------------------------------
+# one GRU step as (op, inputs, outputs); names local to the GRU except X, H0 (its inputs) and Y, Y_h (its outputs)
+_GRU_STEPS = [("Squeeze", "X ax0", "x"), ("Squeeze", "H0 ax0", "h"), ("MatMul", "x Wt", "gx0"), ("Add", "gx0 Wb", "gx"),
+              ("MatMul", "h Rt", "gh0"), ("Add", "gh0 Rb", "gh"), ("Split", "gx split", "xz xr xh"),
+              ("Split", "gh split", "hz hr hh"), ("Add", "xz hz", "z0"), ("Sigmoid", "z0", "z"),
+              ("Add", "xr hr", "r0"), ("Sigmoid", "r0", "r"), ("Mul", "r hh", "rh"), ("Add", "xh rh", "n0"),
+              ("Tanh", "n0", "n"), ("Sub", "one z", "omz"), ("Mul", "omz n", "a"), ("Mul", "z h", "zh"),
+              ("Add", "a zh", "hn")]
+
+
 def unroll_gru(model) -> list[str]:
     """Replace every one-step ONNX ``GRU`` (``linear_before_reset=1``, forward) by MatMuls and elementwise ops.
 
@@ -82,19 +92,12 @@ def unroll_gru(model) -> list[str]:
         g.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(v), p + k2) for k2, v in consts.items())
         ext = {"X": n.input[0], "H0": n.input[5]}  # the GRU's own inputs/outputs keep their names
         ext.update({k2: o for k2, o in zip(("Y", "Y_h"), n.output) if o})
-        steps = [("Squeeze", "X ax0", "x"), ("Squeeze", "H0 ax0", "h"), ("MatMul", "x Wt", "gx0"), ("Add", "gx0 Wb", "gx"),
-                 ("MatMul", "h Rt", "gh0"), ("Add", "gh0 Rb", "gh"), ("Split", "gx split", "xz xr xh"),
-                 ("Split", "gh split", "hz hr hh"), ("Add", "xz hz", "z0"), ("Sigmoid", "z0", "z"),
-                 ("Add", "xr hr", "r0"), ("Sigmoid", "r0", "r"), ("Mul", "r hh", "rh"), ("Add", "xh rh", "n0"),
-                 ("Tanh", "n0", "n"), ("Sub", "one z", "omz"), ("Mul", "omz n", "a"), ("Mul", "z h", "zh"),
-                 ("Add", "a zh", "hn")]
-        steps += [("Unsqueeze", f"hn {ax}", out) for out, ax in (("Y", "ax01"), ("Y_h", "ax0")) if out in ext]
-        name = lambda t: ext.get(t, p + t)  # noqa: E731
-        for op, ins, outs in steps:
+        for op, ins, outs in _GRU_STEPS + [("Unsqueeze", f"hn {ax}", out) for out, ax in (("Y", "ax01"), ("Y_h", "ax0"))
+                                           if out in ext]:
+            names = [[ext.get(t, p + t) for t in part.split()] for part in (ins, outs)]
             kw = {"axis": -1} if op == "Split" else {}
-            nodes.append(helper.make_node(op, [name(t) for t in ins.split()], [name(t) for t in outs.split()],
-                                          name=p + outs.split()[0], **kw))
-        mms += [p + "gx0", p + "gh0"]
+            nodes.append(helper.make_node(op, *names, name=names[1][0] + "_", **kw))
+        mms += [p + "gx0_", p + "gh0_"]  # the node names of the two weight MatMuls
     del g.node[:]
     g.node.extend(nodes)
     used = {i for n in g.node for i in n.input}
@@ -154,7 +157,8 @@ def _toposort(graph) -> None:
     while todo:
         rest = [n for n in todo if not all(i in ready for i in n.input)]
         if len(rest) == len(todo):
-            raise ExportError("the reduced graph has a cycle or a dangling input; this is a dfnb bug, please report it.")
+            raise ExportError("the reduced graph has a cycle or a dangling input; this is a dfnb bug, please "
+                              "report it.")
         for n in todo:
             if n not in rest:
                 done.append(n)
@@ -196,7 +200,8 @@ def calibration_feeds(model, cfg: Any, conv_lookahead: int, clips_: Sequence[str
         for t in range(min(hops, len(x) // cfg.hop_size)):
             lean.analysis_into(x[t * cfg.hop_size : (t + 1) * cfg.hop_size], spec)
             lean.features_into(spec, fe, fs)
-            feed = {"spec": spec.view(np.float32).reshape(1, 1, 1, f, 2).copy(), "feat_erb": fe.reshape(1, 1, 1, e).copy(),
+            feed = {"spec": spec.view(np.float32).reshape(1, 1, 1, f, 2).copy(),
+                    "feat_erb": fe.reshape(1, 1, 1, e).copy(),
                     "feat_spec": fs.reshape(1, 1, 1, d, 2).copy(), **st}
             if t < conv_lookahead:  # warm-up: only the spectrum buffer moves
                 st["spec_buf"] = np.concatenate([st["spec_buf"][:, :, 1:], feed["spec"]], axis=2)
@@ -239,8 +244,13 @@ def _reduce(model, precision: str, path: Path, cfg: Any, L: int, calibration: Se
                   "reduced": "every tensor and op in float16; graph inputs/outputs float32",
                   "kept_float32": "the warm-up gating of the states"}
     else:
-        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
-                                              quantize_static)
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
 
         mms = unroll_gru(model)
         _named(model)
@@ -317,7 +327,8 @@ def export_precision(source: Any, out: Path | str, precision: str, *, calibratio
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
     if fidelity_clip in calibration:
-        raise ExportError(f"the fidelity clip {fidelity_clip!r} is also a calibration clip; measure on a held-out clip.")
+        raise ExportError(f"the fidelity clip {fidelity_clip!r} is also a calibration clip; measure on a held-out "
+                          "clip.")
     out = Path(out)
     if out.exists() and not force:
         raise ExportError(f"{out} already exists; pass --force (force=True) to replace it, or choose another --out.")
@@ -328,7 +339,7 @@ def export_precision(source: Any, out: Path | str, precision: str, *, calibratio
             src, loaded = export_model(source, "step", Path(td) / "step"), source
         man = json.loads((src / "manifest.json").read_text())
         cfg = dsp.DspConfig.from_spec(ModelConfig.read(src / "config.ini"))
-        model, _ = lean_step_model(src / "step.onnx")  # no warm-up gates, Einsum -> MatMul; regate() adds the gates back
+        model, _ = lean_step_model(src / "step.onnx")  # no warm-up gates, Einsum -> MatMul; regate() puts gates back
         tmp = out.parent / f".{out.name}.tmp-precision"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -345,7 +356,8 @@ def export_precision(source: Any, out: Path | str, precision: str, *, calibratio
             vs_off = measure_fidelity(tmp, offline, x)
             vs_fp32 = measure_fidelity(tmp, enhance(FastStepHost(src), x), x)
             m["fidelity"] = {"clip": fidelity_clip, "seconds": round(len(x) / cfg.sr, 2), "host": "FastStepHost",
-                             "snr_db_vs_offline_fp32": vs_off["snr_db"], "max_abs_err_vs_offline_fp32": vs_off["max_abs_err"],
+                             "snr_db_vs_offline_fp32": vs_off["snr_db"],
+                             "max_abs_err_vs_offline_fp32": vs_off["max_abs_err"],
                              "snr_db_vs_fp32_stream": vs_fp32["snr_db"]}
             (tmp / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
             if out.exists():

@@ -13,8 +13,8 @@ from dfnb import clips, metrics
 from dfnb.batching import export_batched
 from dfnb.errors import AudioError, ExportError, StateError
 from dfnb.export import export_model
-from dfnb.hosts.fast import FastStepHost
 from dfnb.hosts.batched import BatchedHost, enhance_many
+from dfnb.hosts.fast import FastStepHost
 from dfnb.runtime import enhance
 
 SAME_DB = 120.0  # batched vs single-stream host; measured 131-139 dB on the four models (rounding only)

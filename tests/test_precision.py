@@ -11,9 +11,9 @@ import pytest
 from dfnb import clips, metrics
 from dfnb.errors import ExportError
 from dfnb.hosts.fast import FastStepHost
+from dfnb.precision import FIDELITY_CLIP, export_precision, regate, unroll_gru
 from dfnb.runtime import enhance
 from dfnb.surgery import lean_step_model
-from dfnb.precision import FIDELITY_CLIP, export_precision, regate, unroll_gru
 
 # SNR of the difference to offline float32 PyTorch on the fidelity clip, DeepFilterNet3 (measured: fp16 70.4 dB,
 # int8-dynamic 40.5 dB, int8-static 34.0 dB with the default calibration clips); floors a few dB below, so a

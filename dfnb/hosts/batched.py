@@ -22,8 +22,8 @@ Notebook: 05_realtime
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -47,8 +47,8 @@ class BatchedDsp:
     :class:`dfnb.dsp.DspState`. Needs ``fft_size == 2 * hop_size`` (every DeepFilterNet release).
     """
 
-    def __init__(self, cfg: "dsp.DspConfig", capacity: int):
-        t = cfg._t  # noqa: SLF001 — the precomputed tables of the config (window, bands), shared with dfnb.dsp
+    def __init__(self, cfg: dsp.DspConfig, capacity: int):
+        t = cfg._t  # the config's precomputed tables (window, bands), as LeanDsp uses them
         if not t.fast_ola:
             raise ModelFolderError(f"BatchedHost needs fft_size == 2 * hop_size, got {cfg.fft_size}/{cfg.hop_size}; "
                                    "run this model with the single-stream host.")
