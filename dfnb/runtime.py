@@ -184,21 +184,28 @@ class Runtime:
         self.samples_in += len(x)
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def _guard(self, what: str):
-        rt = self
+    def _guard(self, what: str) -> _Guard:
+        return _Guard(self, what)
 
-        class _G:
-            def __enter__(self):
-                if not rt._busy.acquire(blocking=False):
-                    raise StateError(f"{rt.label}: {what}() called while another thread is inside this runtime; a "
-                                     "runtime holds one stream's state and is single-threaded: create one per "
-                                     "thread or stream.")
 
-            def __exit__(self, *exc):
-                rt._busy.release()
-                return False
+class _Guard:
+    """The single-thread guard of one runtime call (a plain class: building a class per call cost µs per hop)."""
 
-        return _G()
+    __slots__ = ("rt", "what")
+
+    def __init__(self, rt: Runtime, what: str):
+        self.rt, self.what = rt, what
+
+    def __enter__(self) -> None:
+        rt = self.rt
+        if not rt._busy.acquire(blocking=False):
+            raise StateError(f"{rt.label}: {self.what}() called while another thread is inside this runtime; a "
+                             "runtime holds one stream's state and is single-threaded: create one per thread or "
+                             "stream.")
+
+    def __exit__(self, *exc) -> bool:
+        self.rt._busy.release()
+        return False
 
 
 def enhance(runtime: Runtime, audio: Any, *, chunk: int = 1, progress: Callable[[int, int], None] | None = None
