@@ -53,15 +53,10 @@ BATCH_DIM = "B"
 _GRU_GROUPS = ("gru_enc", "gru_erb", "gru_df")
 
 
-def _torch():
-    import torch
-
-    return torch
-
-
 def _rewrites():
     """The torch modules that replace deepfilternet's slow-on-batches layers (see the module docstring)."""
-    torch = _torch()
+    import torch
+
     nn = torch.nn
 
     class GroupedMatMul(nn.Module):
@@ -140,9 +135,9 @@ def BatchedStepModel(step_model: Any):  # a factory with a class's name: keeps t
     """
     import copy
 
+    import torch
     from df.modules import GroupedLinearEinsum
 
-    torch = _torch()
     GroupedMatMul, DepthwiseUp2, TapSumConv = _rewrites()
 
     class _Batched(torch.nn.Module):
@@ -229,8 +224,8 @@ def write_batched_step(step_model: Any, tmp: Path, feats: dict, streams: int, *,
     import warnings
 
     import onnxruntime as ort
+    import torch
 
-    torch = _torch()
     bm = BatchedStepModel(step_model)
     spec, fe, fs = feats["spec"], feats["fe"], feats["fs"]
     f = spec.shape[1]
@@ -267,7 +262,8 @@ def write_batched_step(step_model: Any, tmp: Path, feats: dict, streams: int, *,
 
 
 def _verify(sess, step_model, bm, hops, starts, single, states, in_names, out_names) -> float:
-    torch = _torch()
+    import torch
+
     worst, L, b = 0.0, step_model.L, len(starts)
     for t in range(40):
         x = hops([s + t for s in starts])

@@ -45,7 +45,7 @@ from .layout import BASE_IO, MANIFEST_FORMAT, VARIANTS, Layout, StateDesc
 from .surgery import graph_io_entries
 
 __all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "export_model", "ensure_export", "OPSET",
-           "model_of_step_folder"]
+           "model_of_step_folder", "move_into_place"]
 
 SHORT_NAMES = {"DeepFilterNet3": "dfn3", "DeepFilterNet2": "dfn2", "DeepFilterNet3_ll": "dfn3_ll",
                "DeepFilterNet2_ll": "dfn2_ll"}
@@ -419,6 +419,12 @@ def model_of_step_folder(folder: Path | str) -> Any:
         raise ExportError(f"{folder} was exported from other weights ({want[:12]}…) than {man['model']} has here "
                           f"({str(loaded.source_sha256)[:12]}…); export from the model instead.")
     return loaded
+
+
+def move_into_place(tmp: Path, out: Path) -> None:
+    """Put the finished folder ``tmp`` (a sibling of ``out``) at ``out``, replacing what is there, so that no
+    reader ever sees a half-written folder (what every export does last)."""
+    _swap_into_place(tmp, out)
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:

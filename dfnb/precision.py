@@ -317,12 +317,12 @@ def export_precision(source: Any, out: Path | str, precision: str, *, calibratio
 
     from . import clips, dsp
     from .assets import sha256_file
-    from .export import export_model, model_of_step_folder
+    from .export import export_model, model_of_step_folder, move_into_place
     from .hosts.fast import FastStepHost
     from .layout import ModelConfig
     from .offline import enhance_offline
     from .runtime import enhance
-    from .surgery import lean_step_model
+    from .surgery import graph_io_entries, lean_step_model
 
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
@@ -350,7 +350,8 @@ def export_precision(source: Any, out: Path | str, precision: str, *, calibratio
             x = clips.load_clip(fidelity_clip)[0]
             offline = enhance_offline(loaded, x).audio
             m = dict(man, precision=precision, exact=False, precision_detail=detail, source_folder=str(src))
-            m["files"] = {"step.onnx": {"sha256": sha256_file(tmp / "step.onnx"), **_io(tmp / "step.onnx")},
+            onnx_file = tmp / "step.onnx"
+            m["files"] = {"step.onnx": {"sha256": sha256_file(onnx_file), **graph_io_entries(onnx_file)},
                           "config.ini": {"sha256": sha256_file(tmp / "config.ini")}}
             (tmp / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
             vs_off = measure_fidelity(tmp, offline, x)
@@ -360,18 +361,9 @@ def export_precision(source: Any, out: Path | str, precision: str, *, calibratio
                              "max_abs_err_vs_offline_fp32": vs_off["max_abs_err"],
                              "snr_db_vs_fp32_stream": vs_fp32["snr_db"]}
             (tmp / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
-            if out.exists():
-                shutil.rmtree(out)
-            tmp.rename(out)
+            move_into_place(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return out
 
-
-def _io(path: Path) -> dict:
-    import onnx
-
-    g = onnx.load(str(path), load_external_data=False).graph
-    row = lambda v: {"name": v.name, "shape": [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]}  # noqa: E731
-    return {"inputs": [row(v) for v in g.input], "outputs": [row(v) for v in g.output]}
