@@ -342,16 +342,22 @@ snr_p = {r["precision"]: r["SNR vs offline (dB)"] for r in prec_rows}
 pesq_p = {r["precision"]: r["PESQ"] for r in prec_rows}
 assert snr_p["fp32"] >= EXACT_DB and all(snr_p[p] < EXACT_DB for p in PRECISIONS)  # only fp32 is exact
 assert snr_p["fp16"] > snr_p["int8-dynamic"] > 25.0 and snr_p["int8-static"] > 20.0
-assert abs(pesq_p["int8-dynamic"] - pesq_p["fp32"]) < 0.1 and abs(pesq_p["fp16"] - pesq_p["fp32"]) < 0.01
+assert max(snr_p["int8-dynamic"], snr_p["int8-static"]) < 60.0  # a few tens of dB: audibly close, far from exact
+assert snr_p["int8-static"] < snr_p["int8-dynamic"]
+assert all(abs(pesq_p[p] - pesq_p["fp32"]) < 0.1 for p in PRECISIONS) and abs(pesq_p["fp16"] - pesq_p["fp32"]) < 0.01
+stoi_p = {r["precision"]: r["STOI"] for r in prec_rows}
+assert all(abs(stoi_p[p] - stoi_p["fp32"]) < 0.03 for p in PRECISIONS)
 assert prec_us["int8-dynamic"] < prec_us["fp32"]
 
 # %% [markdown]
 # `fp16` stays far closer to the exact stream than the int8 folders and halves the file, but buys no speed on a CPU
 # by design: onnxruntime's CPU provider has float16 kernels for few ops and runs the others in float32 behind
 # inserted casts (`benchmarks/precision.py` times it over longer, interleaved runs). The int8
-# folders are 30–40 dB from offline — the range published int8 DeepFilterNet3 builds report — with PESQ and STOI
+# folders are a few tens of dB from offline — where published int8 DeepFilterNet3 builds are (32–44 dB from
+# PyTorch) — with PESQ and STOI
 # within a few hundredths of the exact stream, and int8 GRU weights make the hop faster (fewer bytes per hop).
-# `int8-static` is further from the reference than `int8-dynamic`: fixed activation ranges fit a recurrent state
+# Here `int8-static` is further from the reference than `int8-dynamic` (not on every clip: see the benchmark):
+# fixed activation ranges fit a recurrent state
 # less well than ranges computed every hop, and they are only as good as the calibration clips (calibrate on
 # `["dns4_aircon"]` alone and it falls much further). `benchmarks/precision.py` repeats this on six clips with
 # DNSMOS.
@@ -367,7 +373,7 @@ assert prec_us["int8-dynamic"] < prec_us["fp32"]
 # - One batched step graph serves many streams, each exactly what it would be alone (≥ 120 dB), joining and
 #   leaving at will, for a fraction of the per-stream cost of one host per stream.
 # - Reduced precision is a measured trade, not a free one: fp16 is close to exact but not faster on a CPU; int8 GRU
-#   weights are faster and 30–40 dB from the reference, with quality metrics nearly unchanged.
+#   weights are faster and a few tens of dB from the reference, with PESQ and STOI nearly unchanged.
 #
 # ## Where to go next
 #
