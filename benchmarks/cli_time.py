@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "cli_time.json")
     a = ap.parse_args(argv)
     import soundfile as sf
-    from latency import CLIPS, cached_export
 
     from dfnb import clips
+    from latency import CLIPS, cached_export
 
     step = cached_export("DeepFilterNet3", "step")
     tiles = np.concatenate([clips.load_clip(c)[0] for c in CLIPS]).astype(np.float32)
@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         r["ratio_to_rs"] = r["us_per_hop"] / ref
     from dfnb.metrics import metrics_table
 
-    print(f"\nwhole processes, {a.seconds:g} s vs 1 s clip, median of {a.runs} interleaved runs; per hop = difference / "
-          "extra hops")
+    print(f"\nwhole processes, {a.seconds:g} s vs 1 s clip, median of {a.runs} interleaved runs; per hop = "
+          "difference / extra hops")
     print(metrics_table(rows, floatfmt=".3g"))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps({"seconds": a.seconds, "runs": a.runs, "rows": rows}, indent=2) + "\n")

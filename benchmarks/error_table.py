@@ -22,9 +22,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -152,13 +152,39 @@ def _nan_at(t: float, what: float = np.nan) -> np.ndarray:
     return x
 
 
+def _nan_late(c: Ctx) -> Path:
+    """61 s of noise at 8 kHz with a NaN at 60.5 s (the file is read and enhanced block by block)."""
+    x = Ctx.noise(61.0, sr=8000)
+    x[int(60.5 * 8000)] = np.nan
+    return c.wav(x, sr=8000)
+
+
+def _edited(c: Ctx, variant: str, key: str, value: str) -> Path:
+    """An exported folder without manifest.json whose config.ini has ``key = value``."""
+    import re
+
+    d = c.folder(variant, drop=("manifest.json",))
+    ini = d / "config.ini"
+    ini.write_text(re.sub(rf"(?m)^({key}\s*=\s*).*$", rf"\g<1>{value}", ini.read_text(), count=1))
+    return d
+
+
+def _release_with_config(c: Ctx, model: str, config_of: str) -> Path:
+    dst = c.path(model)
+    shutil.rmtree(dst.parent)
+    shutil.copytree(c.release(model), dst)
+    shutil.copyfile(c.release(config_of) / "config.ini", dst / "config.ini")
+    return dst
+
+
 F = "full"
 CASES: list[Case] = [
     # --- audio in ------------------------------------------------------------------------------------------
     Case("audio", "input file does not exist",
          lambda c: ["enhance", str(c.path("missing.wav")), str(c.out()), "--model", str(c.folders[F])], 3, "not found"),
     Case("audio", "input is a folder",
-         lambda c: ["enhance", str(c.path("d").parent), str(c.out()), "--model", str(c.folders[F])], 3, "is not a file"),
+         lambda c: ["enhance", str(c.path("d").parent), str(c.out()), "--model", str(c.folders[F])], 3,
+         "is not a file"),
     Case("audio", "input is not audio (text saved as .wav)",
          lambda c: ["enhance", str(_text(c)), str(c.out()), "--model", str(c.folders[F])], 3, "not an audio file"),
     Case("audio", "input has 0 samples",
@@ -191,6 +217,24 @@ CASES: list[Case] = [
     Case("audio", "--chunk 0",
          lambda c: ["enhance", str(c.wav(c.noise())), str(c.out()), "--chunk", "0", "--model", str(c.folders[F])],
          1, "--chunk must be a positive"),
+    Case("audio", "output is the input file (--force)",
+         lambda c: (lambda w: ["enhance", str(w), str(w), "--force", "--model", str(c.folders[F])])(c.wav(c.noise())),
+         3, "which dfnb reads"),
+    Case("audio", "output file not written by dfnb (--force)",
+         lambda c: ["enhance", str(c.wav(c.noise())), str(c.wav(c.noise(), name="mine.wav")), "--force", "--model",
+                    str(c.folders[F])], 3, "was not written by dfnb"),
+    Case("audio", "output is a folder (--force)",
+         lambda c: ["enhance", str(c.wav(c.noise())), str(_folder_named(c, "out.wav")), "--force", "--model",
+                    str(c.folders[F])], 3, "not a regular file"),
+    Case("audio", "output in a folder nobody can write (/proc)",
+         lambda c: ["enhance", str(c.wav(c.noise())), "/proc/out.wav", "--model", str(c.folders[F])], 3,
+         "cannot write in /proc"),
+    Case("audio", "output .ogg (lossy only)",
+         lambda c: ["enhance", str(c.wav(c.noise())), str(c.path("out.ogg")), "--model", str(c.folders[F])], 3,
+         "holds neither float nor 24-bit PCM"),
+    Case("audio", "--subtype PCM_16 for an .mp3 output",
+         lambda c: ["enhance", str(c.wav(c.noise())), str(c.path("out.mp3")), "--subtype", "PCM_16", "--model",
+                    str(c.folders[F])], 3, "is not valid for MP3"),
     Case("audio", "--runtime stream with an exported folder",
          lambda c: ["enhance", str(c.wav(c.noise())), str(c.out()), "--runtime", "stream", "--model",
                     str(c.folders[F])], 1, "needs a model name"),
@@ -204,6 +248,9 @@ CASES: list[Case] = [
     Case("accepted", "8-bit unsigned PCM at 8 kHz",
          lambda c: ["enhance", str(c.wav(c.noise(sr=8000), sr=8000, subtype="PCM_U8")), str(c.out()), "--model",
                     str(c.folders[F])], 0, "at 8000 Hz"),
+    Case("accepted", ".flac output (24-bit PCM: FLAC holds no float)",
+         lambda c: ["enhance", str(c.wav(c.noise())), str(c.path("out.flac")), "--model", str(c.folders[F])], 0,
+         "PCM_24"),
     Case("accepted", "stereo input with --downmix",
          lambda c: ["enhance", str(c.wav(c.noise(channels=2))), str(c.out()), "--downmix", "--model",
                     str(c.folders[F])], 0, "wrote"),
@@ -257,6 +304,28 @@ CASES: list[Case] = [
          lambda c: ["inspect", str(c.folder(drop=("manifest.json",),
                                             replace={"config.ini": c.release("DeepFilterNet3_ll") / "config.ini"}))],
          7, "erb_dec.onnx has GRUs of [256] units but config.ini says emb_hidden_dim=512"),
+    Case("folder", "config.ini edited: hop_size = 240 (full folder, no manifest.json; no graph holds it)",
+         lambda c: ["inspect", str(_edited(c, "full", "hop_size", "240"))], 0,
+         "unverified: config.ini hop_size = 240: only the host's STFT uses it"),
+    Case("folder", "config.ini edited: min_nb_erb_freqs = 10 (step folder, no manifest.json)",
+         lambda c: ["inspect", str(_edited(c, "step", "min_nb_erb_freqs", "10"))], 7,
+         "they are the bands of min_nb_erb_freqs = 2"),
+    Case("folder", "config.ini edited: df_lookahead = 0 (step folder, no manifest.json)",
+         lambda c: ["inspect", str(_edited(c, "step", "df_lookahead", "0"))], 7,
+         "config.ini says df_lookahead = 0, but step.onnx's deep-filter buffer is that of df_lookahead = 2"),
+    Case("folder", "config.ini edited: sr = 16000 (h0 folder, no manifest.json)",
+         lambda c: ["enhance", str(c.wav(c.noise())), str(c.out()), "--model", str(_edited(c, "h0", "sr", "16000"))],
+         7, "config.ini says sr = 16000, but every DeepFilterNet model"),
+    Case("folder", "config.ini edited: model = deepfilternet2 (DeepFilterNet3 full folder, no manifest.json)",
+         lambda c: ["inspect", str(_edited(c, "full", "model", "deepfilternet2"))], 7,
+         "config.ini says model = deepfilternet2, whose embedding between encoder and decoders is emb_hidden_dim"),
+    Case("folder", "official DeepFilterNet2 graphs with DeepFilterNet3's config.ini",
+         lambda c: ["inspect", str(_release_with_config(c, "DeepFilterNet2", "DeepFilterNet3"))], 7,
+         "config.ini says model = deepfilternet3, whose embedding between encoder and decoders is conv_ch*nb_erb/4 = "
+         "512 wide, but the graphs' is 256"),
+    Case("audio", "NaN at 60.5 s of a 61 s input (8 kHz, step folder): found while streaming, nothing written",
+         lambda c: ["enhance", str(_nan_late(c)), str(c.out()), "--model", str(c.folders["step"])], 3,
+         "(at 60.500 s = 0:01:00.500, 8000 Hz) is NaN", slow=True),
     Case("state", "--per-call-offline with a step folder",
          lambda c: ["enhance", str(c.wav(c.noise())), str(c.out()), "--per-call-offline", "--model",
                     str(c.folders["step"])], 9, "per_call_offline needs a three-file folder"),
@@ -268,6 +337,18 @@ CASES: list[Case] = [
          slow=True),
     Case("export", "--out in /proc (not a real folder)",
          lambda c: ["export", "--variant", "full", "--out", "/proc/dfn3_full"], 8, "cannot write in /proc", slow=True),
+    Case("export", "--out is a folder of the user's notes (--force)",
+         lambda c: ["export", "--variant", "full", "--out", str(_text(c).parent), "--force"], 8,
+         "was not written by dfnb"),
+    Case("export", "--out is a file (--force)",
+         lambda c: ["export", "--variant", "full", "--out", str(_text(c)), "--force"], 8, "a file, not a folder"),
+    Case("export", "--out is the working folder (--force)",
+         lambda c: ["export", "--variant", "full", "--out", ".", "--force"], 8, "is the working folder"),
+    Case("export", "--out is the weights being read (--force)",
+         lambda c: ["export", "--variant", "full", "--model", "DeepFilterNet3", "--out",
+                    str(_models_dir_of() / "DeepFilterNet3"), "--force"], 8, "which dfnb reads"),
+    Case("export", "demo --out is a file",
+         lambda c: ["demo", "--out", str(_text(c))], 8, "is a file, not a folder"),
     Case("export", "--variant that does not exist",
          lambda c: ["export", "--variant", "h1"], 2, "invalid choice"),
     # --- command line --------------------------------------------------------------------------------------
@@ -281,6 +362,18 @@ def _text(c: Ctx) -> Path:
     p = c.path("notes.wav")
     p.write_text("these are notes, not audio\n")
     return p
+
+
+def _folder_named(c: Ctx, name: str) -> Path:
+    d = c.path(name)
+    d.mkdir()
+    return d
+
+
+def _models_dir_of() -> Path:
+    from dfnb.models import _models_dir
+
+    return _models_dir(None)
 
 
 def _release_mix(c: Ctx) -> Path:
@@ -353,7 +446,9 @@ def api_cases(ctx: Ctx) -> list[tuple[str, str, Callable[[], object]]]:
     """(what, call as written in the table, thunk) for the documented errors of the Python API."""
     import onnxruntime as ort
 
-    from dfnb.folder import check_feeds
+    from dfnb.folder import check_feeds, inspect_folder
+    from dfnb.hosts import open_host
+    from dfnb.hosts.fast import FastStepHost
     from dfnb.hosts.onnx import Host
     from dfnb.models import load_model
     from dfnb.offline import enhance_offline
@@ -382,6 +477,32 @@ def api_cases(ctx: Ctx) -> list[tuple[str, str, Callable[[], object]]]:
         x[3] = np.inf
         s.process(x)
 
+    def fast_nan():
+        h = FastStepHost(step)
+        h.process(np.zeros(4800, np.float32))
+        x = np.zeros(480, np.float32)
+        x[7] = np.nan
+        h.process(x)
+
+    def two_threads():
+        import threading
+
+        h, x, errors = Host(full), np.zeros(48000, np.float32), []
+        barrier = threading.Barrier(2)
+
+        def work():
+            barrier.wait()
+            try:
+                enhance(h, x)
+            except Exception as e:  # noqa: BLE001 -- the one the table shows
+                errors.append(e)
+
+        ts = [threading.Thread(target=work) for _ in range(2)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        if errors:
+            raise errors[0]
+
     feeds = {"feat_erb": np.zeros((1, 1, 2, 32), np.float32), "feat_spec": np.zeros((1, 2, 2, 96), np.float32)}
     return [
         ("h0 of the wrong shape", "Host(full).set_state('h0', np.zeros((1, 1, 512), np.float32))",
@@ -409,6 +530,20 @@ def api_cases(ctx: Ctx) -> list[tuple[str, str, Callable[[], object]]]:
         ("[channels, samples] audio", "enhance(Stream(m), np.zeros((2, 4800)))",
          lambda: enhance(Stream(model()), np.zeros((2, 4800), np.float32))),
         ("chunk 0", "enhance(Host(full), x, chunk=0)", lambda: enhance(Host(full), np.zeros(480, np.float32), chunk=0)),
+        ("NaN in the 11th hop of a fast step host stream", "fast.process(10 hops); fast.process(hop with NaN at 7)",
+         fast_nan),
+        ("two threads run enhance() on one host at once", "Thread(enhance, h, x) x 2", two_threads),
+        ("no runtime", "enhance(None, x)", lambda: enhance(None, np.zeros(480, np.float32))),
+        ("threads as a string", "Host(full, threads='2')", lambda: Host(full, threads="2")),
+        ("threads as a string, fast host", "FastStepHost(step, threads='2')", lambda: FastStepHost(step, threads="2")),
+        ("a folder that is not a path", "open_host(123)", lambda: open_host(123)),
+        ("no folder", "inspect_folder(None)", lambda: inspect_folder(None)),
+        ("no model", "Stream(None)", lambda: Stream(None)),
+        ("probes that are not names", "Host(full, probes=5)", lambda: Host(full, probes=5)),
+        ("chunk as a string", "enhance(Host(full), x, chunk='7')",
+         lambda: enhance(Host(full), np.zeros(480, np.float32), chunk="7")),
+        ("479 samples to the one-hop stage", "FastStepHost(step).analyse(np.zeros(479, np.float32))",
+         lambda: FastStepHost(step).analyse(np.zeros(479, np.float32))),
     ]
 
 
@@ -432,15 +567,16 @@ CODES = """| code | meaning |
 | 0 | success |
 | 1 | other dfnb error (bad option value, output exists) |
 | 2 | bad command line (argparse) |
-| 3 | bad audio (missing, unreadable, empty, NaN/Inf, multichannel, rate) |
+| 3 | bad audio (missing, unreadable, empty, NaN/Inf, multichannel, rate) or audio output path (folder missing or read-only, a folder, the input, not written by dfnb, format/subtype) |
 | 4 | weights or clip not found anywhere dfnb looks |
 | 5 | sha256 mismatch |
-| 6 | model cannot be built (unknown name, config/weights mismatch) |
+| 6 | model cannot be built (unknown name, config/weights mismatch) or its import not written (cache folder not dfnb's) |
 | 7 | broken model folder (missing/corrupt/mixed files) |
-| 8 | export refused or failed (exists without --force, unwritable) |
-| 9 | bad streaming state (wrong shape, missing state input) |
+| 8 | export or output folder refused or failed (exists without --force, not written by dfnb, the working folder, a file, unwritable) |
+| 9 | bad streaming state (wrong shape, NaN, missing state input, a runtime used by two threads at once) |
+| 10 | a Python API argument of the wrong type or range (`ArgumentError`, also a `TypeError`/`ValueError`; not raised by the command line) |
 | 70 | unexpected internal error (a dfnb bug: rerun with --debug) |
-| 130 | interrupted |"""
+| 130 | interrupted |"""  # noqa: E501 -- markdown table rows, one per line
 
 
 def markdown(results: list[Result], api_rows: list, ctx: Ctx) -> str:
@@ -452,7 +588,8 @@ def markdown(results: list[Result], api_rows: list, ctx: Ctx) -> str:
              "## The command line", "",
              "| # | bad input | command | exit | message (stderr; stdout for exit 0) |", "|---|---|---|---|---|"]
     for i, r in enumerate(results, 1):
-        msg = r.stderr if r.code else r.stdout
+        said = [ln for ln in r.stdout.splitlines() if r.case.phrase in ln]
+        msg = r.stderr if r.code else (" … ".join(said) if said else r.stdout)  # exit 0: the line that says it
         flag = "" if r.code == r.case.code else f" **(expected {r.case.code})**"
         lines.append(f"| {i} | {r.case.what} | `{_argv_shown(r, ctx)}` | {r.code}{flag} | {_show(msg, ctx)} |")
     lines += ["", "## The Python API", "",

@@ -5,8 +5,8 @@
 
 For each model, each exported variant (``stateless``, ``h0``, ``gru``, ``full``, ``step``; run by
 :class:`dfnb.hosts.onnx.Host` in calls of ``chunk`` hops) and the exact PyTorch stream
-(:class:`dfnb.streaming.Stream`), both run by :func:`dfnb.runtime.enhance`, on the real clips in ``../shared/data`` (the six VoiceBank-DEMAND
-noisy clips and the 10 s ``dfn_noisy_snr0``): SNR of the difference against
+(:class:`dfnb.streaming.Stream`), both run by :func:`dfnb.runtime.enhance`, on the real clips in
+``../shared/data`` (the six VoiceBank-DEMAND noisy clips and the 10 s ``dfn_noisy_snr0``): SNR of the difference against
 ``enhance_offline(model, x).audio`` (worst clip and median over clips), max abs error (worst clip), and the
 LSNR error (largest |difference| in dB between the path's per-frame lsnr and the offline probe
 ``enhance_offline(..., probes=True).lsnr``; for the naive variants the lsnr is what each call computes; "-"
@@ -21,15 +21,17 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402,F401  (one BLAS thread, set before numpy loads)
+import _common  # noqa: F401  (one BLAS thread, set before numpy loads)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
+# isort: split
+import argparse
+import json
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from _common import REPO, RESULTS  # noqa: E402
+from _common import RESULTS
+
 MODELS = ["DeepFilterNet3", "DeepFilterNet2", "DeepFilterNet3_ll", "DeepFilterNet2_ll"]
 VARIANTS = ["stateless", "h0", "gru", "full", "step"]
 CHUNKS = [1, 7, 20]
@@ -55,14 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunks", nargs="*", type=int, default=None)
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
-    from latency import cached_export
-
     from dfnb import clips, metrics
     from dfnb.hosts.onnx import Host
     from dfnb.models import load_model
     from dfnb.offline import enhance_offline
     from dfnb.runtime import enhance
     from dfnb.streaming import Stream
+    from latency import cached_export
 
     models = a.models or (["DeepFilterNet3"] if a.quick else MODELS)
     variants = a.variants or VARIANTS
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in models:
         loaded = load_model(name)
         refs = {c: enhance_offline(loaded, x, probes=True) for c, x in audio.items()}
-        paths = [(v, (lambda v=v: cached_export(name, v))) for v in variants] + [("torch-stream", None)]
+        paths = [(v, (lambda v=v, name=name: cached_export(name, v))) for v in variants] + [("torch-stream", None)]
         for variant, folder_fn in paths:
             folder = folder_fn() if folder_fn else None
             host = Host(folder, probes=True) if folder is not None else Stream(loaded, probes=True)
@@ -97,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                              "lsnr_err_db": None if any(v is None for v in le) else float(max(le)),
                              "exact": bool(np.min(snrs) >= 90.0)})
                 r = rows[-1]
+                le = r["lsnr_err_db"]
                 log(f"  {name:18s} {variant:13s} chunk {chunk:2d}: SNR min {r['snr_min_db']:7.2f} dB  "
-                    f"max|e| {r['max_abs']:.2e}  lsnr err {r['lsnr_err_db'] if r['lsnr_err_db'] is None else round(r['lsnr_err_db'], 4)}")
+                    f"max|e| {r['max_abs']:.2e}  lsnr err {le if le is None else round(le, 4)}")
     log(f"\nSNR of the difference against offline PyTorch ({len(clip_names)} clip(s); min = worst clip), "
         f"{time.time() - t_start:.0f} s")
     from dfnb.metrics import metrics_table

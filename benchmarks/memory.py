@@ -13,7 +13,8 @@ state. We compare the stream's last minute with ``enhance_offline`` run on the l
 of the preceding input as warm-up context (the context's output is dropped), for several ``W``, and (streams
 ≤ 15 min) with offline on the *whole* stream — the exact reference: if that agrees to ≥ 90 dB, nothing drifts
 numerically in the stream, and any lower number for finite ``W`` is the model's memory (GRU states and the
-feature norms carry the history; the norms forget with a 1 s time constant, the GRUs much more slowly). Writes ``benchmarks/results/memory.json``.
+feature norms carry the history; the norms forget with a 1 s time constant, the GRUs much more slowly).
+Writes ``benchmarks/results/memory.json``.
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402,F401  (one BLAS thread, set before numpy loads)
+import _common  # noqa: F401  (one BLAS thread, set before numpy loads)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import time  # noqa: E402
+# isort: split
+import argparse
+import json
+import resource
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from _common import REPO, RESULTS  # noqa: E402
+from _common import RESULTS
+
 SR, HOP = 48000, 480
 
 
@@ -76,11 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run offline on the whole stream (the exact reference; auto: streams ≤ 15 min)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
-    from latency import cached_export
-
     from dfnb import clips, metrics
     from dfnb.export import SHORT_NAMES
     from dfnb.hosts.fast import FastStepHost
+    from latency import cached_export
 
     minutes = a.hours * 60 if a.hours else a.minutes
     report_every = 10.0 if a.hours else 1.0  # minutes
@@ -107,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             m = (i + 1) * HOP / SR / 60
             samples_rss.append({"minute": m, "rss_mb": rss_mb(), "peak_mb": peak_mb()})
             if a.hours or m in (1.0,) or i + 1 == n_hops:
-                log(f"  {m:6.1f} min: RSS {samples_rss[-1]['rss_mb']:.1f} MB (peak {samples_rss[-1]['peak_mb']:.1f} MB), "
+                last = samples_rss[-1]
+                log(f"  {m:6.1f} min: RSS {last['rss_mb']:.1f} MB (peak {last['peak_mb']:.1f} MB), "
                     f"{(time.time() - t0) / (i + 1) * 1e6:.0f} µs/hop so far")
             next_report += int(report_every * 60 * SR / HOP)
     # end of stream as offline ends a file: fft_size zeros through the stream, then the lookahead flush

@@ -38,9 +38,8 @@ def log(msg: str) -> None:
 
 
 def folders(model: str) -> dict[str, Path]:
-    from latency import CACHE, cached_export
-
     from dfnb.precision import export_precision
+    from latency import CACHE, cached_export
 
     step = cached_export(model, "step")
     out = {"fp32": step}

@@ -215,10 +215,10 @@ def main(a, runs: int) -> int:
     import platform
 
     import onnxruntime
-    from latency import CACHE, cached_export, log, test_audio
 
     from dfnb.batching import export_batched
     from dfnb.metrics import metrics_table
+    from latency import CACHE, cached_export, log, test_audio
 
     ns = sorted({2 ** k for k in range(12) if 2 ** k <= a.streams} | {a.streams})
     step = cached_export("DeepFilterNet3", "step")

@@ -3,8 +3,6 @@
 Weights (official ONNX release tarballs) and audio are never part of the repository. They are looked up in a
 mirror (``$DFNB_MIRROR``, laid out like ``../shared``) and then in ``<repo>/../shared``; every file is
 checked against its sha256 (:func:`sha256_file`). :mod:`dfnb.models` finds weights, :mod:`dfnb.clips` audio.
-
-Notebook: 00_tour
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ Notebook: 05_realtime
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ import numpy as np
 
 from .errors import ExportError
 
-__all__ = ["BATCH_DIM", "BatchedStepModel", "write_batched_step", "batch_manifest", "export_batched"]
+__all__ = ["BATCH_DIM", "BatchedStepModel", "write_batched_step", "batch_manifest", "export_batched",
+           "model_of_step_folder"]
 
 BATCH_DIM = "B"
 _GRU_GROUPS = ("gru_enc", "gru_erb", "gru_df")
@@ -316,7 +318,32 @@ def export_batched(source: Any, out: Path | str, *, streams: int, force: bool = 
 
     Notebook: 05_realtime
     """
-    from .export import export_model, model_of_step_folder
+    from .export import export_model
 
     loaded = model_of_step_folder(source) if isinstance(source, (str, Path)) else source
     return export_model(loaded, "step", out, force=force, streams=streams)
+
+
+def model_of_step_folder(folder: Path | str) -> Any:
+    """The :class:`dfnb.models.LoadedModel` a single-stream ``step`` folder was exported from (loaded again by the
+    name in its manifest; the weights' sha256 must match), for exports derived from the folder.
+
+    Notebook: 05_realtime
+    """
+    from .models import load_model
+
+    folder = Path(folder)
+    try:
+        man = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{folder} has no readable manifest.json ({e}); pass a dfnb step folder or a model.") \
+            from None
+    if man.get("variant") != "step" or not man.get("model") or "batch" in man or "precision" in man:
+        raise ExportError(f"{folder} is not a single-stream float32 step folder (variant {man.get('variant')!r}); "
+                          "start from one written by `dfnb export --variant step`, or from a model name.")
+    loaded = load_model(man["model"])
+    want = (man.get("weights") or {}).get("sha256")
+    if want and want != loaded.source_sha256:
+        raise ExportError(f"{folder} was exported from other weights ({want[:12]}…) than {man['model']} has here "
+                          f"({str(loaded.source_sha256)[:12]}…); export from the model instead.")
+    return loaded

@@ -1,4 +1,4 @@
-"""The ``dfnb`` command line: ``models``, ``enhance``, ``export``, ``inspect``, ``demo``.
+"""The ``dfnb`` command line: ``models``, ``enhance``, ``export``, ``inspect``, ``report``, ``demo``.
 
 Every failure ends in one line on stderr that says what was wrong and what to do, and a distinct exit code:
 
@@ -8,18 +8,20 @@ code  meaning
 0     success
 1     other dfnb error
 2     bad command line (argparse)
-3     bad audio (missing, unreadable, empty, NaN/Inf, multichannel, …)
+3     bad audio (missing, unreadable, empty, NaN/Inf, multichannel, …) or audio output
+      path (folder missing/read-only, a folder, the input, not dfnb's, format/subtype)
 4     weights or clip not found anywhere dfnb looks
 5     sha256 mismatch
-6     model cannot be built (unknown name, config/weights mismatch)
+6     model cannot be built (unknown name, config/weights mismatch) or its import not
+      written (the cache folder is not dfnb's)
 7     broken model folder (missing/corrupt/mixed files)
-8     export refused or failed (exists without --force, unwritable)
-9     bad streaming state (wrong shape, missing state input)
+8     export or output folder refused or failed (exists without --force, not dfnb's,
+      the working folder, a file, unwritable)
+9     bad streaming state (wrong shape, NaN, missing state input, runtime used by two threads)
+10    a Python API argument of the wrong type or range (ArgumentError; not raised by the CLI)
 70    unexpected internal error (rerun with --debug for the traceback)
 130   interrupted
 ====  ===============================================================
-
-Notebook: 00_tour
 """
 
 from __future__ import annotations
@@ -63,21 +65,13 @@ def cmd_models(args) -> int:
     if exports:
         print("\nexported folders:")
         for m in exports:
-            import json
-
             d = json.loads(m.read_text())
             print(f"  {m.parent}  ({d.get('model')}, variant {d.get('variant')})")
     return 0
 
 
-def _read_input(path: str, downmix: bool):
-    from .audio import read_audio
-
-    return read_audio(path, downmix=downmix)
-
-
 def _runtime_for(args, is_folder: bool):
-    """The runtime ``dfnb enhance`` runs (None: the offline reference) and how to describe it."""
+    """The runtime ``dfnb enhance`` runs and how to describe it."""
     if is_folder:
         if args.runtime not in (None, "offline", "host"):
             raise DfnbError(f"--runtime {args.runtime} needs a model name, not a folder; omit --runtime to run the "
@@ -86,67 +80,74 @@ def _runtime_for(args, is_folder: bool):
 
         kw = {"per_call_offline": True, "reset_dsp": args.reset_dsp} if args.per_call_offline else {}
         rt = open_host(args.model, host=args.host, **kw)
-        return rt, f"{rt.label}, chunk {args.chunk}"
+        if rt.info.unverified_keys:
+            print(f"dfnb enhance: note: config.ini values that {args.model}'s graphs do not hold and no manifest.json "
+                  f"records are used as written: {', '.join(rt.info.unverified_keys)} (`dfnb inspect` says why).",
+                  file=sys.stderr)
+        return rt, rt.label
     from .models import load_model
 
     m = load_model(args.model)
     if (args.runtime or "offline") == "stream":
         from .streaming import Stream
 
-        return Stream(m), f"PyTorch streaming step, chunk {args.chunk}"
-    return m, "PyTorch offline (full sequence)"
+        return Stream(m), "PyTorch streaming step"
+    from .offline import BlockOffline
 
-
-def _enhance_48k(args, x48, is_folder: bool):
-    from .runtime import Runtime, enhance
-
-    rt, how = _runtime_for(args, is_folder)
-    if isinstance(rt, Runtime):
-        return enhance(rt, x48, chunk=args.chunk), how
-    from .offline import enhance_offline
-
-    return enhance_offline(rt, x48).audio, how
+    return BlockOffline(m), "PyTorch offline (5 s blocks, every state carried)"
 
 
 def cmd_enhance(args) -> int:
-    """Enhance a wav file; the output has the input's length and sample rate and is time-aligned with it."""
-    import numpy as np
+    """Enhance an audio file into another, block by block (flat memory, any length); the output has the input's
+    length and sample rate and is time-aligned with it.
 
-    from .audio import MODEL_SR, resample, write_audio
+    The output path (folder, permissions, format and subtype, not the input, not someone else's file) and the
+    input's header (exists, readable, channels, rate) are checked before a model is loaded."""
+    from .audio import AudioReader, check_output
+    from .files import enhance_file
 
-    if args.chunk < 1:
+    if args.chunk is not None and args.chunk < 1:
         raise DfnbError(f"--chunk must be a positive number of hops, got {args.chunk}.")
     out = Path(args.output)
     if out.exists() and not args.force:
         raise DfnbError(f"{out} already exists; pass --force to overwrite it or choose another output path.")
-    x, sr = _read_input(args.input, args.downmix)
-    x48 = resample(x, sr, MODEL_SR) if sr != MODEL_SR else x
+    check_output(out, subtype=args.subtype, overwrite=args.force, sources=[args.input])
+    with AudioReader(args.input, downmix=args.downmix):
+        pass
     is_folder = Path(args.model).is_dir() and any(Path(args.model).glob("*.onnx"))
-    t0 = time.perf_counter()
-    y48, how = _enhance_48k(args, x48, is_folder)
-    dt = time.perf_counter() - t0
-    y = resample(y48, MODEL_SR, sr) if sr != MODEL_SR else y48
-    y = y[: len(x)] if len(y) >= len(x) else np.concatenate([y, np.zeros(len(x) - len(y), np.float32)])
-    write_audio(out, y, sr, overwrite=args.force)
-    print(f"wrote {out} ({len(y) / sr:.2f} s at {sr} Hz; {how}; {dt:.2f} s, RTF {dt / (len(x) / sr):.3f})")
+    rt, how = _runtime_for(args, is_folder)
+    chunk = args.chunk or rt.default_chunk
+    r = enhance_file(rt, args.input, out, chunk=chunk, subtype=args.subtype, overwrite=args.force,
+                     downmix=args.downmix, progress=not args.quiet)
+    note = (f", {r.clipped} samples clipped to full scale (--subtype FLOAT in a .wav keeps them)"
+            if r.clipped else "")
+    print(f"wrote {out} ({r.duration:.2f} s at {r.sr} Hz, {r.subtype}{note}; {how}, chunk {chunk}; "
+          f"{r.seconds:.2f} s, RTF {r.seconds / max(r.duration, 1e-9):.3f})")
     return 0
 
 
 def cmd_export(args) -> int:
-    """Export a model as an ONNX folder of one variant."""
+    """Export a model as an ONNX folder of one variant. An explicit --out (or the default folder of a model
+    name) is checked before the model is loaded."""
     from .export import default_folder, export_model
-    from .models import load_model
+    from .models import MODEL_NAMES, load_model
+    from .placement import check_target
 
-    m = load_model(args.model)
-    kind = args.variant + (f"_b{args.streams}" if args.streams else "")
+    if args.precision and (args.variant != "step" or args.streams):
+        raise DfnbError("--precision needs --variant step (single stream, without --streams).")
+    kind = args.variant + (f"_b{args.streams}" if args.streams else "")  # e.g. models/dfn3_step_b32
     kind += f"_{args.precision}" if args.precision else ""
-    out = Path(args.out) if args.out else default_folder(m.name, kind, _models_dir())  # e.g. models/dfn3_step_b32
+    named = args.model in MODEL_NAMES
+    out = Path(args.out) if args.out else (default_folder(args.model, kind, _models_dir()) if named else None)
+    if out is not None:
+        check_target(out, folder=True, replace=args.force,
+                     sources=[_models_dir() / args.model] if named else [Path(args.model)])
+    m = load_model(args.model)
+    out = out or default_folder(m.name, kind, _models_dir())
     t0 = time.perf_counter()
     if args.precision:
         from .precision import export_precision
 
-        if args.variant != "step" or args.streams:
-            raise DfnbError("--precision needs --variant step (single stream, without --streams).")
         fid = json.loads((export_precision(m, out, args.precision, force=args.force) / "manifest.json").read_text())
         print(f"exported {m.name} step in {args.precision} to {out} in {time.perf_counter() - t0:.1f} s; SNR of the "
               f"difference to offline float32: {fid['fidelity']['snr_db_vs_offline_fp32']:.1f} dB "
@@ -179,12 +180,23 @@ def cmd_inspect(args) -> int:
     print("host keeps: " + ", ".join(f"{d.name} {list(d.shape)}" for d in info.layout.host_states(info.variant)))
     for u in info.unverified:
         print(f"unverified: {u}")
-    print("status:   complete and consistent")
+    print("status:   " + ("complete and consistent" if not info.unverified else
+                          f"consistent with everything its graphs hold; the {len(info.unverified)} item(s) above are "
+                          "unverified"))
     return 0
 
 
+def cmd_report(args) -> int:
+    """Render notebooks as shareable HTML; with --clip/--folder, the fidelity report of the user's clip and folder."""
+    import sys
+
+    from .report import run
+
+    return run(args, ["dfnb", *sys.argv[1:]])
+
+
 def cmd_demo(args) -> int:
-    """The main job (what `make demo` runs)."""
+    """The main job (what `make demo` runs); its --out folder and files are checked before any work."""
     from .demo import run_demo
 
     return run_demo(out_dir=Path(args.out), quick=args.quick)
@@ -214,6 +226,8 @@ def _caused_by_interrupt(e: BaseException) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .audio import OUTPUT_SUBTYPES
+
     p = _Parser(prog="dfnb", description="DeepFilterNet investigation kit: exact streaming and "
                                 "stateful ONNX exports. Exit codes: see `python -c 'import dfnb.cli; help(dfnb.cli)'`.")
     p.add_argument("--version", action="version", version=f"dfnb {__version__}")
@@ -221,15 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     s = sub.add_parser("models", help="list models and where their weights come from")
     s.set_defaults(func=cmd_models)
-    s = sub.add_parser("enhance", help="enhance a wav file (output: same length, time-aligned)")
+    s = sub.add_parser("enhance", help="enhance an audio file of any length, block by block (output: same length, "
+                                       "time-aligned)")
     s.add_argument("input", help="input audio file (any sample rate; mono, or use --downmix)")
-    s.add_argument("output", help="output wav (refused if it exists, unless --force)")
+    s.add_argument("output", help="output .wav or .flac (refused if it exists, unless --force and dfnb wrote it)")
     s.add_argument("--model", default="DeepFilterNet3",
                    help="a model name (DeepFilterNet3, DeepFilterNet2, DeepFilterNet3_ll, DeepFilterNet2_ll) or an "
                         "exported folder (run with the onnxruntime host)")
     s.add_argument("--runtime", choices=RUNTIMES, default=None,
-                   help="for a model name: offline (default, full sequence) or stream (PyTorch streaming step)")
-    s.add_argument("--chunk", type=int, default=1, help="hops per call for stream/host runtimes (default 1)")
+                   help="for a model name: offline (default: the full-sequence model run over 5 s blocks with "
+                        "every state carried) or stream (PyTorch streaming step)")
+    s.add_argument("--chunk", type=int, default=None,
+                   help="hops (10 ms) per runtime call (default 1 for stream/host runtimes, 500 for offline)")
     s.add_argument("--host", choices=("auto", "onnx", "fast"), default="auto",
                    help="for a folder: auto (default: the fastest exact host that serves it), onnx (the general "
                         "onnxruntime host) or fast (step folders)")
@@ -237,14 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="host: run each call as a whole file (shows the lost lookahead of a naive host)")
     s.add_argument("--reset-dsp", action="store_true", help="host with --per-call-offline: reset STFT/norms per call")
     s.add_argument("--downmix", action="store_true", help="average the channels of a multichannel input")
-    s.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    s.add_argument("--subtype", choices=OUTPUT_SUBTYPES, default=None,
+                   help="sample format of the output: FLOAT (default for .wav: exact, overs kept), PCM_24 (default "
+                        "for .flac), PCM_16; PCM clips to full scale")
+    s.add_argument("--force", action="store_true", help="overwrite the output file if dfnb wrote it")
+    s.add_argument("--quiet", action="store_true", help="no progress bar (shown on a terminal for inputs >= 30 s)")
     s.set_defaults(func=cmd_enhance)
     s = sub.add_parser("export", help="export a model as an ONNX folder (stateless, h0, gru, full, step)")
     s.add_argument("--model", default="DeepFilterNet3", help="model name (see `dfnb models`) or a checkpoint folder")
     s.add_argument("--variant", required=True, choices=("stateless", "h0", "gru", "full", "step"))
     s.add_argument("--out", default=None,
                    help="target folder (default models/<short>_<variant>[_b<N>][_<precision>], e.g. models/dfn3_h0)")
-    s.add_argument("--force", action="store_true", help="replace the target folder if it exists")
+    s.add_argument("--force", action="store_true",
+                   help="replace the target folder if it is a dfnb export or import (never anything else)")
     s.add_argument("--streams", type=int, default=None, metavar="N",
                    help="step only: a batched graph that advances N streams per call (dfnb.hosts.batched)")
     s.add_argument("--precision", choices=("fp16", "int8-dynamic", "int8-static"), default=None,
@@ -254,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("inspect", help="describe a model folder and check it is complete and consistent")
     s.add_argument("folder")
     s.set_defaults(func=cmd_inspect)
+    s = sub.add_parser("report", help="fidelity report of your clip through your folder (--clip, --folder), or "
+                                      "the notebooks, as self-contained HTML")
+    from .report import add_arguments
+
+    add_arguments(s)
+    s.set_defaults(func=cmd_report)
     s = sub.add_parser("demo", help="the main job: enhance a clip, export dfn3_h0 + full, print the fidelity table")
     s.add_argument("--out", default="out", help="where wavs and PNGs go (default ./out)")
     s.add_argument("--quick", action="store_true", help="shorter run (one chunk size)")
@@ -275,14 +303,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dfnb {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 — one line, not a stack trace, unless --debug
+    except Exception as e:  # one line, not a stack trace, unless --debug
         if _caused_by_interrupt(e):  # e.g. Ctrl-C inside a C extension's import: "ImportError: initialization failed"
             print(f"dfnb {args.command}: interrupted", file=sys.stderr)
             return 130
         if args.debug:
             raise
-        print(f"dfnb {args.command}: unexpected error: {type(e).__name__}: {_one_line(e)}. This is a dfnb bug; rerun with "
-              "--debug and report the traceback.", file=sys.stderr)
+        print(f"dfnb {args.command}: unexpected error: {type(e).__name__}: {_one_line(e)}. This is a dfnb bug; "
+              "rerun with --debug and report the traceback.", file=sys.stderr)
         return 70
 
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dfnb.args import shown
 from dfnb.assets import MIRROR_ENV, REPO_ROOT, sha256_file, shared_dir
 from dfnb.audio import read_audio
 from dfnb.errors import AssetNotFoundError, AudioError, ChecksumError
@@ -69,7 +70,7 @@ def data_roots() -> list[tuple[str, Path]]:
     return roots
 
 
-@lru_cache(maxsize=None)
+@cache
 def _manifest() -> dict[str, dict[str, Any]]:
     p = manifest_path()
     try:
@@ -83,7 +84,7 @@ def _manifest() -> dict[str, dict[str, Any]]:
 def clip_names(kind: str | None = None) -> list[str]:
     """Names of all clips in manifest order, or only those of one ``kind`` (one of :data:`KINDS`)."""
     if kind is not None and kind not in KINDS:
-        raise AssetNotFoundError(f"there is no clip kind {kind!r}; kinds are {', '.join(KINDS)} "
+        raise AssetNotFoundError(f"there is no clip kind {shown(kind)}; kinds are {', '.join(KINDS)} "
                                  "(or pass kind=None for all clips).")
     return [n for n, e in _manifest().items() if kind is None or e["kind"] == kind]
 
@@ -91,8 +92,8 @@ def clip_names(kind: str | None = None) -> list[str]:
 def clip_info(name: str) -> dict[str, Any]:
     """A copy of the manifest entry: name, file, sha256, source, licence, clean, kind, duration_s, sr, ..."""
     m = _manifest()
-    if name not in m:
-        raise AssetNotFoundError(f"unknown clip {name!r}; known clips: {', '.join(m)} "
+    if not isinstance(name, str) or name not in m:
+        raise AssetNotFoundError(f"unknown clip {shown(name)}; known clips: {', '.join(m)} "
                                  f"(see {manifest_path()}).")
     return copy.deepcopy(m[name])
 
@@ -126,7 +127,7 @@ def clip_path(name: str) -> Path:
     if not _shared_data().is_dir():
         tried.append(f"../shared: {_shared_data()} (folder does not exist)")
     raise AssetNotFoundError(
-        f"clip {name!r} ({info['file']}) was not found. Tried:\n  " + "\n  ".join(tried) +
+        f"clip {shown(name)} ({info['file']}) was not found. Tried:\n  " + "\n  ".join(tried) +
         f"\nTo fix: set {MIRROR_ENV} to a folder laid out like ../shared (holding data/{info['file']}), "
         f"or put the shared folder beside the checkout ({_shared_data()}). Source of the file: {info['source']}.")
 
@@ -144,7 +145,7 @@ def load_pair(name: str) -> tuple[np.ndarray, np.ndarray | None, int]:
         return noisy, None, sr
     clean, sr_c = load_clip(info["clean"])
     if sr_c != sr or len(clean) != len(noisy):
-        raise AudioError(f"clip {name!r} ({len(noisy)} samples @ {sr} Hz) and its clean reference "
+        raise AudioError(f"clip {shown(name)} ({len(noisy)} samples @ {sr} Hz) and its clean reference "
                          f"{info['clean']!r} ({len(clean)} samples @ {sr_c} Hz) are not sample-aligned; "
                          f"fix the 'clean' link in {manifest_path()}.")
     return noisy, clean, sr

@@ -9,8 +9,6 @@ when importable, is always preferred.
 
 Hand-written on purpose: no maintained package provides a torchaudio stand-in; it covers only what
 deepfilternet's own import path and ``df.io`` touch.
-
-Notebook: 00_tour
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ def torchaudio_status() -> str:
     try:
         importlib.import_module("torchaudio")
         importlib.import_module("torchaudio.backend.common")
-    except Exception:
+    except Exception:  # noqa: BLE001 -- a broken torchaudio fails in many ways; all mean "use the shim"
         return "missing"
     return "real"
 
@@ -135,7 +133,7 @@ def import_df() -> types.ModuleType:
         for name in [n for n in sys.modules if n == "torchaudio" or n.startswith("torchaudio.")]:
             del sys.modules[name]  # a half-imported real torchaudio would shadow the shim
         install_torchaudio_shim()
-    import df  # noqa: F401
+    import df
     import df.enhance  # noqa: F401  (pulls df.io, the module that needs torchaudio)
     import loguru
 

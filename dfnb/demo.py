@@ -3,8 +3,8 @@ stateful DeepFilterNet3 folder, run both through the onnxruntime host, and print
 
 Existing export folders are never overwritten: a valid one is reused (its weights' sha256 must match),
 anything else is left untouched and the export goes to a temporary folder (:func:`dfnb.export.ensure_export`).
-
-Notebook: 00_tour
+The output folder and the four files the demo writes there are checked before any work: the demo replaces
+its own earlier outputs (tagged by dfnb, :mod:`dfnb.placement`) and refuses to replace anything else.
 """
 
 from __future__ import annotations
@@ -26,15 +26,20 @@ def run_demo(out_dir: Path = Path("out"), quick: bool = False, models_dir: Path 
     """Run the main job; returns 0. Prints every path it writes and the numbers it measures."""
     from . import clips, metrics, plot
     from .audio import write_audio
+    from .errors import ExportError
     from .export import ensure_export
     from .hosts import open_host
     from .models import _models_dir, load_model
     from .offline import enhance_offline
+    from .placement import building_file, check_target, marker_text, prepare_folder
     from .runtime import enhance
     from .streaming import Stream
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_folder(out_dir, what="--out")
+    outputs = {k: out_dir / f"{DEMO_CLIP}_{k}" for k in ("dfn3_offline.wav", "spectrograms.png", "dfn3_full_host.wav")}
+    outputs["fidelity.json"] = out_dir / "fidelity.json"
+    for p in outputs.values():
+        check_target(p, folder=False, replace=True, error=ExportError, make_parent=False, what="--out")
     mdir = _models_dir(models_dir)
 
     _step("1/4 load DeepFilterNet3")
@@ -45,10 +50,10 @@ def run_demo(out_dir: Path = Path("out"), quick: bool = False, models_dir: Path 
     _step(f"2/4 offline reference on {DEMO_CLIP} (VoiceBank-DEMAND)")
     noisy, clean, sr = clips.load_pair(DEMO_CLIP)
     off = enhance_offline(m, noisy, sr).audio
-    wav = write_audio(out_dir / f"{DEMO_CLIP}_dfn3_offline.wav", off, sr, overwrite=True)
+    wav = write_audio(outputs["dfn3_offline.wav"], off, sr, overwrite=True)
     fig = plot.plot_spectrograms({"noisy": noisy, "enhanced (offline)": off, "clean": clean}, sr,
                                  title=f"DeepFilterNet3 on {DEMO_CLIP}")
-    png = plot.save_figure(fig, out_dir / f"{DEMO_CLIP}_spectrograms.png")
+    png = plot.save_figure(fig, outputs["spectrograms.png"])
     imp = metrics.snr_improvement(noisy, off, clean)
     print(f"   enhanced wav:     {wav}\n   spectrogram PNG:  {png}")
     print(f"   SNR vs clean: noisy {_snr(noisy, clean):.2f} dB -> "
@@ -77,10 +82,11 @@ def run_demo(out_dir: Path = Path("out"), quick: bool = False, models_dir: Path 
                          "SNR of diff (dB)": metrics.snr_of_difference(off, y),
                          "max abs err": metrics.max_abs_error(off, y)})
             if v == "full" and ch == 1:
-                write_audio(out_dir / f"{DEMO_CLIP}_dfn3_full_host.wav", y, sr, overwrite=True)
+                write_audio(outputs["dfn3_full_host.wav"], y, sr, overwrite=True)
     print(metrics.metrics_table(rows, floatfmt=".3g"))
-    (out_dir / "fidelity.json").write_text(json.dumps(rows, indent=2, default=float) + "\n")
-    print(f"   table also in {out_dir / 'fidelity.json'}")
+    with building_file(outputs["fidelity.json"], replace=True, error=ExportError, what="--out") as tmp:
+        tmp.write_text(json.dumps({"written_by": marker_text(), "rows": rows}, indent=2, default=float) + "\n")
+    print(f"   table also in {outputs['fidelity.json']}")
     print("\nNext: the notebooks are in notebooks/ (`make lab` opens them in JupyterLab); `make report` renders "
           "them all to report/*.html.")
     return 0

@@ -12,7 +12,7 @@ path (what ``df.enhance.df_features`` computes, without torch).
 Arithmetic follows the Rust code in float32 (same operation order for the norms), except that the FFTs are
 numpy's (computed in float64, rounded to float32), so spectra agree with libdf to ~1e-7 of their peak.
 
-Notebook: 01_why_stateless_diverges
+Notebook: 02_stateful_export
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ __all__ = [
     "ModelFolderError",
     "ExportError",
     "StateError",
+    "ArgumentError",
 ]
 
 
@@ -64,3 +65,11 @@ class StateError(DfnbError, ValueError):
     """A streaming state is missing or has the wrong shape/dtype for the model it is fed to."""
 
     exit_code = 9
+
+
+class ArgumentError(DfnbError, TypeError, ValueError):
+    """A public function got an argument of the wrong type or range (``threads='2'``, ``chunk=0``,
+    ``folder=None``); the message names the argument and what to pass. Also a ``TypeError``/``ValueError``,
+    so code that caught those before keeps working."""
+
+    exit_code = 10

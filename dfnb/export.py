@@ -19,8 +19,9 @@ variant         what is in the folder (all: ``config.ini`` + ``manifest.json``)
 
 Exports are built in a temporary sibling folder, checked (``onnx.checker`` and onnxruntime against PyTorch on
 real features, two consecutive chunks so that state hand-over is checked too), and only then moved into
-place; an existing folder is replaced only with ``force=True``. A run killed midway leaves the previous
-folder intact; the next run removes the stray temporary folder. The three-file variants use the legacy
+place atomically (:mod:`dfnb.placement`); an existing folder is replaced only with ``force=True`` and only if
+dfnb wrote it (a dfnb export or import). A run killed midway leaves the previous folder intact; the next run
+removes the stray temporary folder. The three-file variants use the legacy
 TorchScript exporter (``dynamo=False``) because it keeps a dynamic time axis for the GRUs.
 
 Notebook: 02_stateful_export
@@ -29,7 +30,6 @@ Notebook: 02_stateful_export
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -39,13 +39,14 @@ from typing import Any
 import numpy as np
 
 from . import __version__, dsp
+from .args import check_flag, check_int, check_path, shown
 from .assets import sha256_file as _sha256
-from .errors import ExportError
+from .errors import ArgumentError, ExportError
 from .layout import BASE_IO, MANIFEST_FORMAT, VARIANTS, Layout, StateDesc
+from .placement import building_folder
 from .surgery import graph_io_entries
 
-__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "export_model", "ensure_export", "OPSET",
-           "model_of_step_folder", "move_into_place"]
+__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "export_model", "ensure_export", "model_sources", "OPSET"]
 
 SHORT_NAMES = {"DeepFilterNet3": "dfn3", "DeepFilterNet2": "dfn2", "DeepFilterNet3_ll": "dfn3_ll",
                "DeepFilterNet2_ll": "dfn2_ll"}
@@ -55,8 +56,11 @@ VERIFY_CLIP = "vb_p232_013"  # real speech used to verify every export against P
 
 def default_folder(model_name: str, variant: str, root: Path | str = "models") -> Path:
     """``models/dfn3_h0`` and friends: the seed's folder names."""
+    if not isinstance(model_name, str) or not isinstance(variant, str):
+        raise ArgumentError(f"default_folder(model_name, variant) takes two names (str), got "
+                            f"{shown(model_name)} and {shown(variant)}.")
     short = SHORT_NAMES.get(model_name, model_name.lower())
-    return Path(root) / f"{short}_{variant}"
+    return check_path(root, "root", what="a folder") / f"{short}_{variant}"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -145,6 +149,27 @@ def _onnx_export(module, args: tuple, path: Path, in_names: list[str], out_names
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True)
 
 
+def _name_output_dims(path: Path, outputs: dict) -> None:
+    """Give the graph outputs readable dims: the time axis ``S`` (as the inputs), every other axis its fixed size.
+
+    The TorchScript exporter names the output dims it cannot infer after the node that made them
+    (``Reluemb_dim_0``, ``GRUh1_dim_1``); the sizes are known from the export's own PyTorch run (``outputs``:
+    name -> tensor), so they are written in before the graph is verified.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    for v in model.graph.output:
+        shape = tuple(outputs[v.name].shape)
+        for i, d in enumerate(v.type.tensor_type.shape.dim):
+            if d.dim_param and d.dim_param != "S":
+                if _TIME_AXIS.get(v.name) == i:
+                    d.dim_param = "S"
+                else:
+                    d.dim_value = int(shape[i])  # a dim is a oneof: setting the value drops the generated name
+    onnx.save(model, str(path))
+
+
 def _check_against_torch(path: Path, module, chunks: list[tuple], in_names: list[str], out_names: list[str],
                          n_state: int) -> float:
     """Run two consecutive chunks through ORT and torch, carrying states; return the max abs difference."""
@@ -199,6 +224,8 @@ def _write_three_files(loaded: Any, step_model: Any, variant: str, tmp: Path, fe
         dyn = {n: {_TIME_AXIS[n]: "S"} for n in base_in + base_out}
         path = tmp / f"{owner}.onnx"
         _onnx_export(mod, chunks[0], path, in_names, out_names, dyn)
+        with torch.no_grad():
+            _name_output_dims(path, dict(zip(out_names, mod(*chunks[0]))))
         report[path.name] = _check_against_torch(path, mod, chunks, in_names, out_names, len(mine))
     return report
 
@@ -269,104 +296,67 @@ def _manifest(loaded: Any, variant: str, step_model: Any, tmp: Path, report: dic
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Atomic placement
+# Export into place
 # ----------------------------------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _cleanup_stale(parent: Path, name: str) -> None:
-    """Remove temp folders of dead export runs; restore a folder a killed swap left aside."""
-    for p in parent.glob(f".{name}.tmp-*"):
-        try:
-            pid = int((p / ".pid").read_text())
-        except (OSError, ValueError):
-            pid = -1
-        if pid <= 0 or not _pid_alive(pid):
-            shutil.rmtree(p, ignore_errors=True)
-    target = parent / name
-    for p in sorted(parent.glob(f".{name}.old-*")):
-        if not target.exists():
-            os.replace(p, target)
-        else:
-            shutil.rmtree(p, ignore_errors=True)
-
-
 def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = False, quiet: bool = True,
                  streams: int | None = None) -> Path:
     """Export ``loaded`` (a :class:`dfnb.models.LoadedModel`) as ``variant`` into folder ``out``.
 
     ``streams`` (``step`` only) writes the batched step graph for many streams (:mod:`dfnb.batching`).
-    Raises :class:`ExportError` if the variant is unknown, ``out`` exists and ``force`` is false, the target is
-    not writable, or the export does not match PyTorch (max abs diff > 1e-4).
+    The folder is built beside ``out`` and put in place by :func:`dfnb.placement.building_folder`: ``force``
+    replaces only a dfnb export or import folder (or an empty one), never anything else, the working folder
+    or the weights being read; without ``force`` a folder that appears at ``out`` while the export runs is
+    left untouched (of two concurrent exports to one target, one wins and the other gets an ExportError).
+
+    Raises :class:`ExportError` if the variant is unknown, ``out`` exists and ``force`` is false or it is not
+    dfnb's, the target is not writable, or the export does not match PyTorch (max abs diff > 1e-4).
 
     Notebook: 02_stateful_export
     """
-    from .streaming import StepModel
+    from .offline import check_loaded
+    from .step import StepModel
 
-    if variant not in VARIANTS:
-        raise ExportError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
-    if streams is not None and (variant != "step" or isinstance(streams, bool) or not isinstance(streams, int)
-                                or streams < 1):
-        raise ExportError(f"streams={streams!r} needs variant 'step' and a positive number of streams "
-                          "(dfnb export --variant step --streams N).")
-    out = Path(out)
-    parent = out.parent.resolve()
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ExportError(f"cannot create {parent} ({e.strerror}); choose a writable --out folder.") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ExportError(f"{parent} is not writable; choose a writable --out folder or fix its permissions.")
-    _cleanup_stale(parent, out.name)
-    if out.exists() and not force:
-        raise ExportError(f"{out} already exists; pass --force (force=True) to replace it, or choose another --out.")
+    check_loaded(loaded, "export_model()")
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        raise ExportError(f"unknown variant {shown(variant)}; choose one of {', '.join(VARIANTS)}.")
+    out = check_path(out, "out", error=ExportError, what="the path of the folder to export to")
+    force = check_flag(force, "force", error=ExportError)
+    if streams is not None and (check_int(streams, "streams", error=ExportError) and variant != "step"):
+        raise ExportError(f"streams={streams} needs variant 'step' (dfnb export --variant step --streams N).")
     t0 = time.perf_counter()
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    except OSError as e:  # e.g. /proc, or a folder os.access calls writable that is not
-        raise ExportError(f"cannot write in {parent} ({e.strerror}); choose a writable --out folder.") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a model folder should look like any other folder
-    try:
-        (tmp / ".pid").write_text(str(os.getpid()))
-        step_model = StepModel(loaded.net, loaded.spec)
-        feats = _real_features(loaded)
-        if streams is not None:
-            from .batching import write_batched_step
+        with building_folder(out, replace=force, sources=model_sources(loaded)) as tmp:
+            step_model = StepModel(loaded.net, loaded.spec)
+            feats = _real_features(loaded)
+            if streams is not None:
+                from .batching import write_batched_step
 
-            report, batched = write_batched_step(step_model, tmp, feats, streams, opset=OPSET)
-        elif variant == "step":
-            report = _write_step(loaded, step_model, tmp, feats)
-        else:
-            report = _write_three_files(loaded, step_model, variant, tmp, feats)
-        worst = max(report.values())
-        if not worst <= 1e-4:
-            raise ExportError(f"the exported {variant} graphs differ from PyTorch by {worst:.3g} (> 1e-4): {report}. "
-                              "This is a dfnb bug; please report it with this message.")
-        shutil.copyfile(Path(loaded.folder) / "config.ini", tmp / "config.ini")
-        manifest = _manifest(loaded, variant, step_model, tmp, report, time.perf_counter() - t0)
-        if streams is not None:
-            from .batching import batch_manifest
+                report, batched = write_batched_step(step_model, tmp, feats, streams, opset=OPSET)
+            elif variant == "step":
+                report = _write_step(loaded, step_model, tmp, feats)
+            else:
+                report = _write_three_files(loaded, step_model, variant, tmp, feats)
+            worst = max(report.values())
+            if not worst <= 1e-4:
+                raise ExportError(f"the exported {variant} graphs differ from PyTorch by {worst:.3g} (> 1e-4): "
+                                  f"{report}. This is a dfnb bug; please report it with this message.")
+            shutil.copyfile(Path(loaded.folder) / "config.ini", tmp / "config.ini")
+            manifest = _manifest(loaded, variant, step_model, tmp, report, time.perf_counter() - t0)
+            if streams is not None:
+                from .batching import batch_manifest
 
-            manifest = batch_manifest(manifest, batched, streams)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        (tmp / ".pid").unlink()
-        _swap_into_place(tmp, out)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):  # disk full, folder removed or made read-only midway, ...
-            raise ExportError(f"could not write the export to {out} ({e}). Check the free space "
-                              "and permissions of the --out folder; a previous folder there is kept.") from e
-        raise
+                manifest = batch_manifest(manifest, batched, streams)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    except OSError as e:  # disk full, folder removed or made read-only midway, ...
+        raise ExportError(f"could not write the export to {out} ({e}). Check the free space "
+                          "and permissions of the --out folder; a previous folder there is kept.") from e
     return out
+
+
+def model_sources(loaded: Any) -> list[Path]:
+    """The paths an export of ``loaded`` reads (its checkpoint folder and the path it was loaded from):
+    an export must never be placed over them."""
+    return [Path(p) for p in (getattr(loaded, "folder", None), getattr(loaded, "source_path", None)) if p]
 
 
 def ensure_export(loaded: Any, variant: str, root: Path | str = "models", *, say=print) -> Path:
@@ -377,62 +367,33 @@ def ensure_export(loaded: Any, variant: str, root: Path | str = "models", *, say
 
     Notebook: 02_stateful_export
     """
-    from .errors import DfnbError
-    from .folder import inspect_folder
-
     out = default_folder(loaded.name, variant, root)
     if out.exists():
-        try:
-            man = inspect_folder(out).manifest or {}
-            if man.get("variant") == variant and man.get("weights", {}).get("sha256") == loaded.source_sha256:
-                say(f"reusing {out} (already exported from the same weights)")
-                return out
-            why = "holds another variant or other weights"
-        except DfnbError as e:
-            why = f"is not usable ({str(e).splitlines()[0][:80]})"
+        why = _mismatch(out, loaded, variant)
+        if why is None:
+            say(f"reusing {out} (already exported from the same weights)")
+            return out
         other = default_folder(loaded.name, variant, tempfile.mkdtemp(prefix="dfnb_export_"))
         say(f"{out} {why}; left untouched, exporting to {other} instead")
         out = other
-    return export_model(loaded, variant, out)
-
-
-def model_of_step_folder(folder: Path | str) -> Any:
-    """The :class:`dfnb.models.LoadedModel` a single-stream ``step`` folder was exported from (loaded again by the
-    name in its manifest; the weights' sha256 must match), for exports derived from the folder.
-
-    Notebook: 05_realtime
-    """
-    from .models import load_model
-
-    folder = Path(folder)
     try:
-        man = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError) as e:
-        raise ExportError(f"{folder} has no readable manifest.json ({e}); pass a dfnb step folder or a model.") \
-            from None
-    if man.get("variant") != "step" or not man.get("model") or "batch" in man or "precision" in man:
-        raise ExportError(f"{folder} is not a single-stream float32 step folder (variant {man.get('variant')!r}); "
-                          "start from one written by `dfnb export --variant step`, or from a model name.")
-    loaded = load_model(man["model"])
-    want = (man.get("weights") or {}).get("sha256")
-    if want and want != loaded.source_sha256:
-        raise ExportError(f"{folder} was exported from other weights ({want[:12]}…) than {man['model']} has here "
-                          f"({str(loaded.source_sha256)[:12]}…); export from the model instead.")
-    return loaded
+        return export_model(loaded, variant, out)
+    except ExportError:  # another run put its export there meanwhile: reuse it if it is this one
+        if out.exists() and _mismatch(out, loaded, variant) is None:
+            say(f"reusing {out} (exported meanwhile by another run from the same weights)")
+            return out
+        raise
 
 
-def move_into_place(tmp: Path, out: Path) -> None:
-    """Put the finished folder ``tmp`` (a sibling of ``out``) at ``out``, replacing what is there, so that no
-    reader ever sees a half-written folder (what every export does last)."""
-    _swap_into_place(tmp, out)
+def _mismatch(folder: Path, loaded: Any, variant: str) -> str | None:
+    """None if ``folder`` is a usable export of ``variant`` of ``loaded``'s weights, else why not."""
+    from .errors import DfnbError
+    from .folder import inspect_folder
 
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent.resolve()))
-        os.rmdir(old)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    try:
+        man = inspect_folder(folder).manifest or {}
+    except DfnbError as e:
+        return f"is not usable ({str(e).splitlines()[0][:80]})"
+    if man.get("variant") == variant and man.get("weights", {}).get("sha256") == loaded.source_sha256:
+        return None
+    return "holds another variant or other weights"

@@ -4,10 +4,13 @@ A folder holds ``config.ini`` and either ``step.onnx`` or ``enc.onnx`` + ``erb_d
 (plus ``manifest.json`` when dfnb exported it). :func:`inspect_folder` loads every graph with onnxruntime,
 detects the variant from the graphs' inputs (as a Rust host decides: ``step.onnx`` → ``step``; an ``h0`` input
 on ``enc.onnx`` → stateful, plus ``erb_h0`` on ``erb_dec.onnx`` → ``gru``, plus conv-state inputs → ``full``;
-none → ``stateless``), builds the state :class:`~dfnb.layout.Layout` from ``config.ini`` and checks that the
-graphs carry exactly the states that layout says the variant carries, with the shapes it says, that the
-manifest agrees with the files (sha256, values) and that files of different models or variants are not mixed.
-Anything wrong raises :class:`~dfnb.errors.ModelFolderError` before a single sample is processed.
+none → ``stateless``), builds the state :class:`~dfnb.layout.Layout` from ``config.ini`` and runs
+:func:`folder_checks`: the graphs carry exactly the states that layout says the variant carries, with the
+shapes it says; what the graphs themselves hold (sizes, kernels, GRUs, lookahead, constants:
+:mod:`dfnb.graphcheck`) agrees with ``config.ini``; the manifest agrees with the files (sha256, values); files
+of different models or variants are not mixed. Anything wrong raises :class:`~dfnb.errors.ModelFolderError`
+before a single sample is processed; the config values no check could confirm are listed in
+``FolderInfo.unverified`` (and by ``dfnb inspect``) with the reason.
 
 Running a folder is the job of :mod:`dfnb.hosts`; this module only reads and checks.
 
@@ -24,11 +27,13 @@ from typing import Any
 import numpy as np
 
 from . import dsp
+from .args import check_int, check_path, shown
 from .assets import sha256_file
 from .errors import ModelFolderError, StateError
+from .graphcheck import CONFIG_KEYS, WHY_UNVERIFIED, graph_checks
 from .layout import BASE_IO, FILES3, MANIFEST_FORMAT, VARIANTS, Layout, ModelConfig, StateDesc
 
-__all__ = ["FolderInfo", "inspect_folder", "detect_variant", "check_feeds", "open_session"]
+__all__ = ["FolderInfo", "inspect_folder", "folder_checks", "detect_variant", "check_feeds", "open_session"]
 
 
 @dataclass
@@ -44,6 +49,16 @@ class FolderInfo:
     io: dict  # file -> {"inputs": [(name, shape, type)], "outputs": [...]}
     sessions: dict = field(default_factory=dict, repr=False)
     unverified: list = field(default_factory=list)
+    verified: set = field(default_factory=set)
+
+    def confirm(self, *keys: str) -> None:
+        """Mark config.ini keys as confirmed by a check (see :func:`folder_checks`)."""
+        self.verified.update(keys)
+
+    @property
+    def unverified_keys(self) -> list[str]:
+        """The config.ini keys no check could confirm (each one is explained in ``unverified``)."""
+        return [k for k in CONFIG_KEYS if k not in self.verified]
 
     @property
     def family(self) -> str:
@@ -99,8 +114,9 @@ def open_session(path: Path | str, threads: int = 1, config: dict | None = None,
     :class:`~dfnb.errors.ModelFolderError` when the file cannot be loaded."""
     import onnxruntime as ort
 
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ModelFolderError(f"threads must be a positive int, got {threads!r}.")
+    threads = check_int(threads, "threads", error=ModelFolderError, hint="onnxruntime intra-op threads, e.g. 1")
+    if model is None:
+        path = check_path(path, "path", error=ModelFolderError, what="the path of an .onnx file")
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
@@ -111,7 +127,7 @@ def open_session(path: Path | str, threads: int = 1, config: dict | None = None,
         so.add_session_config_entry(k, str(v))
     try:
         return ort.InferenceSession(model if model is not None else str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises several exception types for corrupt files
+    except Exception as e:  # noqa: BLE001 -- onnxruntime raises several exception types for corrupt files
         msg = str(e).splitlines()[0][:200]
         raise ModelFolderError(f"{path} cannot be loaded by onnxruntime ({msg}); the file is truncated or "
                                "corrupt: re-export the folder (dfnb export ... --force).") from None
@@ -177,7 +193,8 @@ def inspect_folder(folder: Path | str, *, threads: int = 1, sessions: dict | Non
 
     Notebook: 02_stateful_export
     """
-    p = Path(folder)
+    p = check_path(folder, "folder", error=ModelFolderError, what="the path of a model folder")
+    threads = check_int(threads, "threads", error=ModelFolderError, hint="onnxruntime intra-op threads, e.g. 1")
     if not p.is_dir():
         raise ModelFolderError(f"model folder not found: {p}; export one with `dfnb export --model DeepFilterNet3 "
                                f"--variant full --out {p}` or pass an existing folder.")
@@ -203,11 +220,30 @@ def inspect_folder(folder: Path | str, *, threads: int = 1, sessions: dict | Non
         io[n] = {"inputs": [(i.name, i.shape, i.type) for i in s.get_inputs()],
                  "outputs": [(o.name, o.shape, o.type) for o in s.get_outputs()]}
     info = FolderInfo(p, detect_variant(io), config, cfg, Layout.of(config), manifest, io, sess)
-    problems = _check_graph_io(info) + _check_manifest(info) + _check_gru_sizes(info)
+    problems = [msg for check in folder_checks(info) for msg in check(info)]
     if problems:
         raise ModelFolderError(f"{p} is inconsistent: " + "; ".join(problems) + ". Re-export the folder "
                                "(dfnb export ... --force) instead of mixing files or editing config.ini.")
+    for key in info.unverified_keys:
+        info.unverified.append(f"config.ini {key} = {_value(config, key)}: "
+                               f"{WHY_UNVERIFIED.get(key, 'no check could read it from the graphs')}")
     return info
+
+
+def folder_checks(info: FolderInfo) -> list:
+    """Every check :func:`inspect_folder` runs, in order: the graph facts (:func:`dfnb.graphcheck.graph_checks`),
+    the graphs' inputs/outputs against the layout, the manifest. Each takes the :class:`FolderInfo`, returns its
+    problems and confirms the config keys it verified (``info.confirm``); a later check (e.g. "these weights are
+    release X, so config.ini must be X's") is one more entry here.
+
+    Notebook: 02_stateful_export
+    """
+    return [*graph_checks(info), _check_graph_io, _check_manifest]
+
+
+def _value(config: ModelConfig, key: str) -> str:
+    v = config.family if key == "model" else getattr(config, key)
+    return ",".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _dim_ok(have: Any, want: int) -> bool:
@@ -286,39 +322,16 @@ def _check_manifest(info: FolderInfo) -> list[str]:
     bad = [f"{k}={v} (manifest.json: {m[k]})" for k, v in have.items() if k in m and m[k] != v]
     if bad:
         problems.append(f"config.ini says {', '.join(bad)}: it is the config.ini of another model or was edited")
+    matched = set()
     for f, meta in (m.get("files") or {}).items():
         want = meta.get("sha256") if isinstance(meta, dict) else None
-        if want and (p / f).is_file() and sha256_file(p / f) != want:
-            problems.append(f"{f} is not the file exported with this manifest.json (sha256 differs)")
-    return problems
-
-
-def _gru_sizes(path: Path) -> set:
-    """``hidden_size`` of every GRU node of an ONNX file (empty when the ``onnx`` package cannot read it)."""
-    try:
-        import onnx
-
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception:  # noqa: BLE001 -- optional check; onnxruntime has already loaded the file
-        return set()
-    return {a.i for n in graph.node if n.op_type == "GRU" for a in n.attribute if a.name == "hidden_size"}
-
-
-def _check_gru_sizes(info: FolderInfo) -> list[str]:
-    """GRU widths inside the graphs against config.ini: the one check a stateless folder (no state inputs to
-    compare) has against the config.ini of another model."""
-    if info.variant == "step":
-        return []
-    problems = []
-    c = info.config
-    for f, key in (("enc.onnx", "emb_hidden_dim"), ("erb_dec.onnx", "emb_hidden_dim"), ("df_dec.onnx", "df_hidden_dim")):
-        units = getattr(c, key)
-        hs = _gru_sizes(info.path / f)
-        if not hs:
-            info.unverified.append(f"{f}: GRU sizes (the onnx package could not read the graph)")
-        elif hs != {units}:
-            problems.append(f"{f} has GRUs of {sorted(hs)} units but config.ini says {key}={units} "
-                            "(files of different models)")
+        if want and (p / f).is_file():
+            if sha256_file(p / f) != want:
+                problems.append(f"{f} is not the file exported with this manifest.json (sha256 differs)")
+            else:
+                matched.add(f)
+    if not problems and "config.ini" in matched and set(info.files) <= matched:
+        info.confirm(*CONFIG_KEYS)  # the very config.ini and graphs dfnb exported and verified together
     return problems
 
 
@@ -332,8 +345,12 @@ def check_feeds(model: Any, feeds: dict) -> None:
 
     Notebook: 02_stateful_export
     """
-    sess = model if hasattr(model, "get_inputs") else open_session(Path(model), 1)
-    label = Path(model).name if isinstance(model, (str, Path)) else "the session"
+    if not hasattr(model, "get_inputs"):
+        model = check_path(model, "model", error=StateError, what="an onnxruntime session or the path of an .onnx file")
+    if not isinstance(feeds, dict):
+        raise StateError(f"feeds must be a dict of input name -> array, got {shown(feeds)}.")
+    sess = model if hasattr(model, "get_inputs") else open_session(model, 1)
+    label = model.name if isinstance(model, Path) else "the session"
     base = {n for ins, _ in BASE_IO.values() for n in ins}
     inputs = {i.name: i for i in sess.get_inputs()}
     problems = []

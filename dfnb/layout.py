@@ -18,7 +18,7 @@ group                 what it is                                                
                       the masked spectra and coefficients waiting for the DF lookahead
 ====================  ===========================================================================  =========
 
-:class:`Layout` is the one description of that state. The PyTorch step (:mod:`dfnb.streaming`), the exports
+:class:`Layout` is the one description of that state. The PyTorch step (:mod:`dfnb.step`), the exports
 and their ``manifest.json`` (:mod:`dfnb.export`), every host (:mod:`dfnb.hosts`) and ``dfnb inspect`` read it,
 so they cannot drift; a test checks it against the shapes PyTorch itself produces for all four models.
 
@@ -114,7 +114,8 @@ def _ints(text: str) -> tuple[int, ...]:
 _KEYS = {
     "sr": ("df", int), "fft_size": ("df", int), "hop_size": ("df", int), "nb_erb": ("df", int),
     "nb_df": ("df", int), "min_nb_erb_freqs": ("df", int), "norm_tau": ("df", float),
-    "df_order": ("df|deepfilternet", int), "df_lookahead": ("df|deepfilternet", int), "lsnr_min": ("df", float), "lsnr_max": ("df", float),
+    "df_order": ("df|deepfilternet", int), "df_lookahead": ("df|deepfilternet", int),
+    "lsnr_min": ("df", float), "lsnr_max": ("df", float),
     "conv_lookahead": ("deepfilternet", int), "conv_ch": ("deepfilternet", int),
     "emb_hidden_dim": ("deepfilternet", int), "emb_num_layers": ("deepfilternet", int),
     "df_hidden_dim": ("deepfilternet", int), "df_num_layers": ("deepfilternet", int),
@@ -238,7 +239,17 @@ class Layout:
 
     @classmethod
     def of(cls, spec: Any) -> Layout:
-        """The layout of a model from its config values (see :func:`_conv_table` for the conv rules)."""
+        """The layout of a model from its config values (see :func:`_conv_table` for the conv rules).
+
+        Parameters
+        ----------
+        spec : ModelConfig or dfnb.models.ModelSpec
+            Anything with the config values (``fft_size``, ``conv_lookahead``, ``emb_hidden_dim``, ...).
+
+        Returns
+        -------
+        Layout
+        """
         f = spec.fft_size // 2 + 1
         L, o, dfl = spec.conv_lookahead, spec.df_order, spec.df_lookahead
         st = [StateDesc("enc_emb_gru", (1, 1, spec.emb_hidden_dim), "gru_enc", "enc"),
@@ -301,8 +312,8 @@ class Layout:
     def manifest_states(self, variant: str) -> list[dict]:
         """The ``states`` list of a folder's manifest.json: graph states with their I/O names, then host states."""
         rows = [{"name": d.name, "input": d.io[0], "output": d.io[1],
-                 "file": "step.onnx" if variant == "step" else d.file, "owner": d.owner, "group": d.group, "shape": list(d.shape),
-                 "dtype": d.dtype, "init": d.init} for d in self.for_variant(variant)]
+                 "file": "step.onnx" if variant == "step" else d.file, "owner": d.owner, "group": d.group,
+                 "shape": list(d.shape), "dtype": d.dtype, "init": d.init} for d in self.for_variant(variant)]
         rows += [{"name": d.name, "where": "host", "group": d.group, "shape": list(d.shape), "dtype": d.dtype,
                   "init": d.init} for d in self.host_states(variant)]
         return rows

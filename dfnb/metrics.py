@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from .args import check_number, shown
 from .errors import AudioError, DfnbError
 
 __all__ = [
     "SNR_CAP_DB",
+    "as_signal",
     "snr_of_difference",
     "max_abs_error",
     "si_sdr",
@@ -30,6 +33,8 @@ __all__ = [
     "align",
     "error_per_hop",
     "speech_active_hops",
+    "boundary_times",
+    "error_by_position",
     "lsnr_error",
     "metrics_table",
 ]
@@ -40,7 +45,7 @@ SNR_CAP_DB = 200.0
 _SILENT_MS = 1e-12
 
 
-def _as_signal(x: Any, name: str = "signal") -> np.ndarray:
+def as_signal(x: Any, name: str = "signal") -> np.ndarray:
     """Return ``x`` as a finite, non-empty 1-D float64 array, or raise AudioError saying what is wrong."""
     try:
         a = np.asarray(x, dtype=np.float64)
@@ -62,7 +67,7 @@ def _as_signal(x: Any, name: str = "signal") -> np.ndarray:
 
 
 def _pair(reference: Any, test: Any, names: tuple[str, str] = ("reference", "test")) -> tuple[np.ndarray, np.ndarray]:
-    r, t = _as_signal(reference, names[0]), _as_signal(test, names[1])
+    r, t = as_signal(reference, names[0]), as_signal(test, names[1])
     if r.size != t.size:
         raise AudioError(
             f"{names[0]} has {r.size} samples but {names[1]} has {t.size}: they must be sample-aligned and of "
@@ -145,8 +150,8 @@ def stoi(clean, enhanced, sr: int, extended: bool = False) -> float:
 
 def snr_improvement(noisy, enhanced, clean) -> float:
     """SNR(enhanced vs clean) − SNR(noisy vs clean) in dB; all three must be sample-aligned."""
-    c = _as_signal(clean, "clean")
-    n, e = _as_signal(noisy, "noisy"), _as_signal(enhanced, "enhanced")
+    c = as_signal(clean, "clean")
+    n, e = as_signal(noisy, "noisy"), as_signal(enhanced, "enhanced")
     _pair(c, n, ("clean", "noisy"))
     _pair(c, e, ("clean", "enhanced"))
     return snr_of_difference(c, e) - snr_of_difference(c, n)
@@ -157,9 +162,9 @@ def estimate_delay(reference, delayed, max_lag: int) -> int:
 
     ``delayed[n + d] ≈ reference[n]`` for the returned ``d``. Lengths may differ.
     """
-    r, d = _as_signal(reference, "reference"), _as_signal(delayed, "delayed")
+    r, d = as_signal(reference, "reference"), as_signal(delayed, "delayed")
     if isinstance(max_lag, bool) or not isinstance(max_lag, (int, np.integer)) or max_lag < 0:
-        raise AudioError(f"max_lag must be a non-negative integer number of samples, got {max_lag!r}")
+        raise AudioError(f"max_lag must be a non-negative integer number of samples, got {shown(max_lag)}")
     if not np.any(r) or not np.any(d):
         raise AudioError("cannot estimate a delay against an all-zero signal: pass signals that contain sound")
     n = r.size + d.size - 1
@@ -177,7 +182,7 @@ def align(reference, delayed, delay: int) -> tuple[np.ndarray, np.ndarray]:
     """Drop ``delay`` leading samples (from ``delayed`` if positive, from ``reference`` if negative),
     then trim both to the shorter length, so ``ref_out[n]`` and ``delayed_out[n]`` line up.
     """
-    r, d = _as_signal(reference, "reference"), _as_signal(delayed, "delayed")
+    r, d = as_signal(reference, "reference"), as_signal(delayed, "delayed")
     delay = int(delay)
     if delay >= 0:
         d = d[delay:]
@@ -192,7 +197,7 @@ def align(reference, delayed, delay: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _hop_energies(x: np.ndarray, hop: int) -> np.ndarray:
     if isinstance(hop, bool) or not isinstance(hop, (int, np.integer)) or hop <= 0:
-        raise AudioError(f"hop must be a positive integer number of samples, got {hop!r}")
+        raise AudioError(f"hop must be a positive integer number of samples, got {shown(hop)}")
     n_hops = -(-x.size // hop)
     padded = np.zeros(n_hops * hop)
     padded[: x.size] = x
@@ -218,13 +223,54 @@ def error_per_hop(reference, test, hop: int = 480) -> np.ndarray:
 
 def speech_active_hops(clean_or_signal, hop: int = 480, threshold_db: float = -40.0) -> np.ndarray:
     """Boolean per hop: hop energy within ``|threshold_db|`` dB of the loudest hop (all False for silence)."""
-    x = _as_signal(clean_or_signal, "signal")
+    x = as_signal(clean_or_signal, "signal")
+    threshold_db = check_number(threshold_db, "threshold_db")
     e = _hop_energies(x, hop)
     if not np.any(e > 0):
         return np.zeros(e.size, dtype=bool)
     with np.errstate(divide="ignore"):
         db = 10.0 * np.log10(e)
     return db >= db.max() - abs(float(threshold_db))
+
+
+def boundary_times(n_samples: int, sr: int = 48000, *, chunk_hops: int, hop: int = 480,
+                   delay_samples: int = 0) -> np.ndarray:
+    """Chunk boundaries in *output* time, in seconds: call ``k`` starts at input sample ``k·chunk·hop``; after the
+    runtime's ``delay_samples`` are removed (:func:`dfnb.runtime.enhance`), its first output sample lands at
+    ``k·chunk·hop − delay_samples``. Only boundaries strictly inside ``(0, n_samples)`` are returned.
+
+    Notebook: 01_why_stateless_diverges
+    """
+    if isinstance(chunk_hops, bool) or not isinstance(chunk_hops, (int, np.integer)) or chunk_hops <= 0:
+        raise DfnbError(f"chunk_hops must be a positive number of hops, got {chunk_hops!r}")
+    step = int(chunk_hops) * int(hop)
+    b = np.arange(step, int(n_samples) + int(delay_samples) + step, step) - int(delay_samples)
+    return b[(b > 0) & (b < n_samples)] / float(sr)
+
+
+def error_by_position(reference, test, chunk_hops: int, *, hop: int = 480, delay_samples: int = 0,
+                      mask=None) -> np.ndarray:
+    """Median per-hop SNR of the difference at each position ``0 .. chunk_hops-1`` inside a host call, counted in
+    *output* time: position 0 is the first output hop of a call once the runtime's ``delay_samples`` are removed
+    (so an artifact made at a call boundary lands at position 0). ``mask`` (bool per hop, e.g.
+    :func:`speech_active_hops` of the clean speech) keeps only those hops; a position with no hop gives nan.
+
+    Notebook: 01_why_stateless_diverges
+    """
+    if isinstance(chunk_hops, bool) or not isinstance(chunk_hops, (int, np.integer)) or chunk_hops <= 0:
+        raise DfnbError(f"chunk_hops must be a positive number of hops, got {chunk_hops!r}")
+    e = error_per_hop(reference, test, hop)
+    keep = np.ones(e.size, bool) if mask is None else np.asarray(mask, bool)
+    n = min(e.size, keep.size)
+    pos = (np.arange(n) + int(delay_samples) // hop) % chunk_hops
+    out = np.full(chunk_hops, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan positions (silent hops) stay nan
+        for p in range(chunk_hops):
+            sel = e[:n][(pos == p) & keep[:n]]
+            if sel.size:
+                out[p] = np.nanmedian(sel)
+    return out
 
 
 def lsnr_error(ref_lsnr, test_lsnr) -> float:
@@ -273,7 +319,7 @@ def metrics_table(rows: Sequence[dict], columns: Sequence[str] | None = None, fl
     try:
         format(1.0, floatfmt)
     except ValueError as e:
-        raise DfnbError(f"floatfmt {floatfmt!r} is not a float format spec: use e.g. '.2f' or '.3g'") from e
+        raise DfnbError(f"floatfmt {shown(floatfmt)} is not a float format spec: use e.g. '.2f' or '.3g'") from e
     cells = [[_cell(row[c], floatfmt) if c in row else ("", False) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[j][0]) for r in cells]) for j, c in enumerate(columns)]
     numeric = [all(r[j][1] for r in cells if r[j][0]) and any(r[j][0] for r in cells) for j in range(len(columns))]

@@ -17,7 +17,10 @@ Where :func:`load_model` looks, in order (the first hit wins):
 
 Every tarball must have the sha256 in :data:`KNOWN_SHA256` (else :class:`~dfnb.errors.ChecksumError`).
 An imported folder is reused only when its ``provenance.json`` names the sha256 of the source found now,
-so a changed source is re-imported; an unreadable cached checkpoint is rebuilt. ``models_dir`` defaults to
+so a changed source is re-imported; an unreadable cached checkpoint is rebuilt. Only a folder with dfnb's
+``provenance.json`` is ever replaced (:mod:`dfnb.placement`). A release *folder* given by path is cached in
+``<models_dir>/imports/<basename>-<sha256 prefix>/`` (:func:`import_folder`), never in ``<models_dir>/<basename>``,
+so a path cannot collide with a model name, an export folder or another path. ``models_dir`` defaults to
 ``$DFNB_MODELS_DIR`` or ``<repo>/models``. Nothing is loaded at import time.
 
 Notebook: 00_tour
@@ -29,9 +32,8 @@ import configparser
 import hashlib
 import json
 import os
-import shutil
+import re
 import socket
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -39,12 +41,15 @@ from pathlib import Path
 from typing import Any
 
 from dfnb import __version__
+from dfnb.args import shown
 from dfnb.assets import sha256_file
 from dfnb.compat import import_df
 from dfnb.errors import AssetNotFoundError, ChecksumError, ModelError
+from dfnb.placement import building_folder, check_target
 
 __all__ = ["MODEL_NAMES", "RELEASE_TARBALLS", "KNOWN_SHA256", "CHECKPOINT_FILE", "CONFIG_LOCK", "ModelSpec",
-           "LoadedModel", "build_model", "load_model", "load_checkpoint_folder", "find_release_tarball", "sha256_file"]
+           "LoadedModel", "build_model", "load_model", "load_checkpoint_folder", "find_release_tarball", "sha256_file",
+           "import_folder"]
 
 MODEL_NAMES = ("DeepFilterNet3", "DeepFilterNet2", "DeepFilterNet3_ll", "DeepFilterNet2_ll")
 RELEASE_TARBALLS = {"DeepFilterNet3": "DeepFilterNet3_onnx.tar.gz", "DeepFilterNet2": "DeepFilterNet2_onnx.tar.gz",
@@ -62,6 +67,8 @@ CHECKPOINT_FILE = "model_1.ckpt.best"
 CONFIG_LOCK = threading.Lock()
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MODELS_DIR = REPO.parent / "shared" / "models" / "onnx-official"
+# an import replaces only an earlier import (provenance.json), never a folder dfnb did not write
+_CACHE_RULES = dict(replace=True, kinds=("import",), error=ModelError, what="DFNB_MODELS_DIR (or models_dir=)")
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,7 @@ class LoadedModel:
     folder: Path
     source: str
     source_sha256: str | None
+    source_path: Path | None = None  # the path it was loaded from, if given one (exports never go over it)
 
     def new_df_state(self) -> Any:
         """A fresh libdf ``DF`` (STFT/ERB state) for this model."""
@@ -289,7 +297,14 @@ def _models_dir(models_dir: Path | None) -> Path:
 
 def load_model(name_or_path: str | Path, *, models_dir: Path | None = None) -> LoadedModel:
     """Load a model by name (searched as the module docstring says) or from an explicit path."""
+    if not isinstance(name_or_path, (str, os.PathLike)) or isinstance(name_or_path, bytes) or not str(name_or_path):
+        raise ModelError(f"load_model() takes a model name ({', '.join(MODEL_NAMES)}) or the path of a release "
+                         f"tarball or checkpoint folder, got {shown(name_or_path)}.")
+    if models_dir is not None and (not isinstance(models_dir, (str, os.PathLike)) or isinstance(models_dir, bytes)):
+        raise ModelError(f"models_dir must be a folder path or None, got {shown(models_dir)}.")
     mdir = _models_dir(models_dir)
+    if isinstance(name_or_path, os.PathLike):
+        name_or_path = Path(name_or_path)
     if isinstance(name_or_path, Path) or name_or_path not in MODEL_NAMES:
         p = Path(name_or_path).expanduser()
         if p.exists():
@@ -301,7 +316,7 @@ def load_model(name_or_path: str | Path, *, models_dir: Path | None = None) -> L
     tried: list[str] = []
     path = _search_release(name, tried)
     if path is not None:
-        return _from_release(name, path, _verify_tarball(path, name)[1], mdir)
+        return _from_release(name, path, _verify_tarball(path, name)[1], mdir / name)
     cache = _df_cache_root() / name
     if (cache / "config.ini").is_file() and (cache / "checkpoints").is_dir():
         try:
@@ -338,33 +353,53 @@ def _download(name: str, tried: list[str]) -> Path | None:
 
 def _load_path(p: Path, mdir: Path) -> LoadedModel:
     if p.is_file() and p.name.endswith((".tar.gz", ".tgz", ".tar")):
-        name, sha = _verify_tarball(p)
-        return _from_release(name, p, sha, mdir)
+        name, sha = _verify_tarball(p)  # an official release: the same weights as the name, so its folder
+        return _from_release(name, p, sha, mdir / name)
     if p.is_dir() and (p / "checkpoints").is_dir():
-        return load_checkpoint_folder(p)
+        lm = load_checkpoint_folder(p)
+        lm.source_path = p
+        return lm
     if p.is_dir():
         from dfnb.onnx_import import read_release
 
         files = read_release(p)  # raises ModelError when the folder is not a release either
         digest = hashlib.sha256("".join(f"{k}:{hashlib.sha256(v).hexdigest()}\n" for k, v in sorted(files.items())).encode())
-        return _from_release(p.name, p, digest.hexdigest(), mdir)
+        sha = digest.hexdigest()
+        return _from_release(p.name, p, sha, import_folder(p, sha, mdir))
     raise ModelError(f"{p} is neither a release tarball (.tar.gz), a checkpoint folder (config.ini + checkpoints/) "
                      "nor a folder with enc.onnx, erb_dec.onnx, df_dec.onnx and config.ini.")
 
 
-def _from_release(name: str, source: Path, sha: str, mdir: Path) -> LoadedModel:
-    target = mdir / name
+def import_folder(source: Path | str, sha256: str, models_dir: Path | None = None) -> Path:
+    """Where the import of a release folder given by path is cached: ``<models_dir>/imports/<name>-<sha>``.
+
+    Keyed by the sha256 of the release's files, so two paths with the same basename (or a path named like a
+    model or an export folder) never share or replace a cache folder; the basename only helps a reader.
+
+    Examples
+    --------
+    >>> import_folder("/data/dfn3_full", "ab" * 32, Path("models"))
+    PosixPath('models/imports/dfn3_full-abababababababab')
+
+    Notebook: 00_tour
+    """
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(source).name).lstrip(".") or "release"
+    return _models_dir(models_dir) / "imports" / f"{label}-{sha256[:16]}"
+
+
+def _from_release(name: str, source: Path, sha: str, target: Path) -> LoadedModel:
     label = f"{source.name} (sha256 {sha[:12]}…) at {source}, imported by dfnb {__version__} into {target}"
     try:
         meta = json.loads((target / "provenance.json").read_text())
         if meta.get("source_sha256") == sha:
             lm = load_checkpoint_folder(target)
-            lm.name, lm.source, lm.source_sha256 = name, label, sha
+            lm.name, lm.source, lm.source_sha256, lm.source_path = name, label, sha, source
             return lm
     except Exception:  # missing, stale or corrupt cache: rebuild it
         pass
     from dfnb.onnx_import import import_onnx_release
 
+    check_target(target, folder=True, sources=[source], **_CACHE_RULES)  # before the import's work
     net, spec, report = import_onnx_release(source, name=name)
     import_df()
     from df.version import version as df_version
@@ -373,37 +408,20 @@ def _from_release(name: str, source: Path, sha: str, mdir: Path) -> LoadedModel:
             "deepfilternet_version": df_version, "checkpoint": f"checkpoints/{CHECKPOINT_FILE}",
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "onnx_tensors_used": len(report["used"]), "ignored": report["ignored"], "zero_filled": report["zero_filled"]}
-    _write_folder(target, net, report["config_ini"], prov)
-    return LoadedModel(name, spec, net, target, label, sha)
+    _write_folder(target, net, report["config_ini"], prov, source)
+    return LoadedModel(name, spec, net, target, label, sha, source)
 
 
-def _write_folder(target: Path, net: Any, config_text: str, prov: dict) -> None:
-    """Write config.ini + checkpoints/ + provenance.json into a temp folder beside ``target``, then os.replace."""
+def _write_folder(target: Path, net: Any, config_text: str, prov: dict, source: Path) -> None:
+    """Write config.ini + checkpoints/ + provenance.json beside ``target`` and put it in place
+    (:mod:`dfnb.placement`): only an earlier import (provenance.json) is ever replaced, never anything else."""
     import torch
 
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        with building_folder(target, sources=[source], **_CACHE_RULES) as tmp:
+            (tmp / "config.ini").write_text(config_text)
+            (tmp / "checkpoints").mkdir()
+            torch.save(net.state_dict(), tmp / "checkpoints" / CHECKPOINT_FILE)
+            (tmp / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
     except OSError as e:
-        raise ModelError(f"Cannot write imported weights under {target.parent} ({e}). Set DFNB_MODELS_DIR or pass "
-                         "models_dir= to a writable folder.") from e
-    try:
-        os.chmod(tmp, 0o755)
-        (tmp / "config.ini").write_text(config_text)
-        (tmp / "checkpoints").mkdir()
-        torch.save(net.state_dict(), tmp / "checkpoints" / CHECKPOINT_FILE)
-        (tmp / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-            os.replace(target, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, target)
-    except OSError as e:  # e.g. another process put its own import in place between our two renames
-        try:
-            if json.loads((target / "provenance.json").read_text())["source_sha256"] == prov["source_sha256"]:
-                return
-        except (OSError, ValueError, KeyError):
-            pass
         raise ModelError(f"Cannot write imported weights to {target} ({e}). Check permissions, or set DFNB_MODELS_DIR.") from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -39,8 +39,6 @@ Not in any graph: the conv-lookahead feature shift (``pad_feat`` in DFN3, ``pad`
 caller before ``enc.onnx``; it has no weights. Float tensors that are not weights are accounted for in the
 report's ``ignored`` (the ``Pad`` fill value 0, and the lsnr scale/offset, which are checked against
 ``lsnr_max - lsnr_min`` / ``lsnr_min`` of the config). Integer tensors are shape constants and not listed.
-
-Notebook: 00_tour
 """
 
 from __future__ import annotations
@@ -68,7 +66,8 @@ def read_release(path: Path) -> dict[str, bytes]:
     """
     path = Path(path)
     if not path.exists():
-        raise AssetNotFoundError(f"ONNX release not found at {path}. Pass an official *_onnx.tar.gz or its unpacked folder.")
+        raise AssetNotFoundError(f"ONNX release not found at {path}. Pass an official *_onnx.tar.gz or its unpacked "
+                                 "folder.")
     try:
         if path.is_dir():
             hits: dict[str, list[Any]] = {f: sorted(path.rglob(f)) for f in _FILES}
@@ -82,8 +81,8 @@ def read_release(path: Path) -> dict[str, bytes]:
         raise ModelError(f"Cannot read {path} ({e.__class__.__name__}: {e}). Copy the official release again.") from e
     bad = {f: len(h) for f, h in hits.items() if len(h) != 1}
     if bad:
-        raise ModelError(f"{path} is not a DeepFilterNet ONNX release: expected exactly one of each of {', '.join(_FILES)}, "
-                         f"found {bad}. Pass an official *_onnx.tar.gz or its unpacked folder.")
+        raise ModelError(f"{path} is not a DeepFilterNet ONNX release: expected exactly one of each of "
+                         f"{', '.join(_FILES)}, found {bad}. Pass an official *_onnx.tar.gz or its unpacked folder.")
     return data
 
 
@@ -140,7 +139,8 @@ def _graph_ops(model: Any, part: str, ignored: dict[str, str], lsnr: tuple[float
         ins = [i for i in n.input if i]
         if n.op_type == "Constant":
             a = n.attribute[0]
-            vals[n.output[0]] = numpy_helper.to_array(a.t) if a.name == "value" else np.asarray(onnx.helper.get_attribute_value(a))
+            vals[n.output[0]] = (numpy_helper.to_array(a.t) if a.name == "value"
+                                 else np.asarray(onnx.helper.get_attribute_value(a)))
             origin[n.output[0]] = {n.output[0]}
         elif n.op_type in _FOLDABLE and ins and all(i in vals for i in ins):
             x, at = vals[ins[0]], {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
@@ -150,7 +150,8 @@ def _graph_ops(model: Any, part: str, ignored: dict[str, str], lsnr: tuple[float
                 x = np.transpose(x, at.get("perm"))
             elif n.op_type in ("Squeeze", "Unsqueeze"):
                 axes = at.get("axes", vals[ins[1]].tolist() if len(ins) > 1 else None)
-                x = np.squeeze(x, tuple(axes) if axes else None) if n.op_type == "Squeeze" else np.expand_dims(x, tuple(axes))
+                sq = n.op_type == "Squeeze"
+                x = np.squeeze(x, tuple(axes) if axes else None) if sq else np.expand_dims(x, tuple(axes))
             elif n.op_type == "Cast":
                 x = x.astype(onnx.helper.tensor_dtype_to_np_dtype(at["to"]))
             vals[n.output[0]] = x
@@ -174,10 +175,12 @@ def _graph_ops(model: Any, part: str, ignored: dict[str, str], lsnr: tuple[float
                 v["B"] = vals[ins[2]]
             ops.append(_Op("conv", n.name, sum((src(i) for i in ins[1:] if i), []), v,
                            {"transposed": n.op_type == "ConvTranspose", "group": at.get("group", 1),
-                            "kernel": tuple(at.get("kernel_shape", v["W"].shape[2:])), "strides": tuple(at.get("strides", (1, 1)))}))
+                            "kernel": tuple(at.get("kernel_shape", v["W"].shape[2:])),
+                            "strides": tuple(at.get("strides", (1, 1)))}))
         elif n.op_type == "GRU":
             if at.get("linear_before_reset", 0) != 1 or at.get("direction", b"forward") not in (b"forward", "forward"):
-                raise ModelError(f"{part}.onnx GRU {n.name} is not a forward GRU with linear_before_reset=1; torch's nn.GRU cannot hold it.")
+                raise ModelError(f"{part}.onnx GRU {n.name} is not a forward GRU with linear_before_reset=1; torch's "
+                                 "nn.GRU cannot hold it.")
             h = at["hidden_size"]
             b = vals[ins[3]] if len(ins) > 3 and ins[3] else np.zeros((1, 6 * h), np.float32)  # B is optional
             ops.append(_Op("gru", n.name, sum((src(i) for i in ins[1:4] if i), []),
@@ -215,9 +218,11 @@ def _graph_ops(model: Any, part: str, ignored: dict[str, str], lsnr: tuple[float
             elif part == "enc" and n.op_type in ("Mul", "Add") and not any(i in op.tensors for op in ops):
                 want = lsnr[0] if n.op_type == "Mul" else lsnr[1]
                 if abs(x - want) > 1e-6 * max(1.0, abs(want)):
-                    raise ModelError(f"enc.onnx lsnr {'scale' if n.op_type == 'Mul' else 'offset'} is {x}, config.ini gives {want}: "
-                                     "the config.ini does not belong to these weights. Use the release's own config.ini.")
-                ignored[f"{part}:{i}"] = f"lsnr {'scale (lsnr_max - lsnr_min)' if n.op_type == 'Mul' else 'offset (lsnr_min)'} = {x}, equals config.ini"
+                    raise ModelError(f"enc.onnx lsnr {'scale' if n.op_type == 'Mul' else 'offset'} is {x}, config.ini "
+                                     f"gives {want}: the config.ini does not belong to these weights. Use the "
+                                     "release's own config.ini.")
+                what = "scale (lsnr_max - lsnr_min)" if n.op_type == "Mul" else "offset (lsnr_min)"
+                ignored[f"{part}:{i}"] = f"lsnr {what} = {x}, equals config.ini"
     return ops, {f"{part}:{k}" for k in floats}
 
 
@@ -247,7 +252,8 @@ def _torch_ops(net: Any, spec: Any) -> dict[str, dict[str, list[tuple[str, Any, 
     t = 3 + max(spec.conv_lookahead, spec.df_lookahead, spec.df_order)
     try:
         with torch.no_grad():
-            net(torch.zeros(1, 1, t, spec.freq_bins, 2), torch.zeros(1, 1, t, spec.nb_erb), torch.zeros(1, 1, t, spec.nb_df, 2))
+            net(torch.zeros(1, 1, t, spec.freq_bins, 2), torch.zeros(1, 1, t, spec.nb_erb),
+                torch.zeros(1, 1, t, spec.nb_df, 2))
     finally:
         for h in hooks:
             h.remove()
@@ -285,12 +291,8 @@ def fill_from_onnx(net: Any, spec: Any, files: dict[str, bytes]) -> dict:
     from dfnb.models import CONFIG_LOCK
 
     new: dict[str, Any] = {}
-    mapping: dict[str, str] = {}
-    ignored: dict[str, str] = {}
-    used: set[str] = set()
-    all_floats: set[str] = set()
-    zero_filled: list[str] = []
-    bn_identity: list[str] = []
+    mapping, ignored = {}, {}  # parameter -> "part.onnx:tensor...", tensor -> why it is not a weight
+    used, all_floats, zero_filled, bn_identity = set(), set(), [], []
     tops = _torch_ops(net, spec)
     lsnr = (spec.lsnr_max - spec.lsnr_min, spec.lsnr_min)
 
@@ -300,8 +302,8 @@ def fill_from_onnx(net: Any, spec: Any, files: dict[str, bytes]) -> dict:
         want = shapes[pname]
         got = tuple(np.shape(value))
         if got != want:
-            raise ModelError(f"config.ini and ONNX weights disagree at {pname}: the model built from config.ini expects "
-                             f"{want}, {part}.onnx ({op.node}, {', '.join(op.tensors)}) has {got}. "
+            raise ModelError(f"config.ini and ONNX weights disagree at {pname}: the model built from config.ini "
+                             f"expects {want}, {part}.onnx ({op.node}, {', '.join(op.tensors)}) has {got}. "
                              "Use the config.ini that came with these ONNX files.")
         new[pname] = torch.from_numpy(np.array(value, dtype=np.float32, order="C", copy=True))
         mapping[pname] = f"{part}.onnx:{'+'.join(op.tensors)}{how}"
@@ -310,7 +312,8 @@ def fill_from_onnx(net: Any, spec: Any, files: dict[str, bytes]) -> dict:
         try:
             model = onnx.load_model_from_string(files[f"{part}.onnx"])
         except Exception as e:  # protobuf DecodeError and friends
-            raise ModelError(f"{part}.onnx of this release is not a readable ONNX model ({e}). Copy the release again.") from e
+            raise ModelError(f"{part}.onnx of this release is not a readable ONNX model ({e}). Copy the release "
+                             "again.") from e
         ops, floats = _graph_ops(model, part, ignored, lsnr)
         all_floats |= floats
         for kind in ("conv", "gru", "einsum", "linear"):
@@ -320,9 +323,9 @@ def fill_from_onnx(net: Any, spec: Any, files: dict[str, bytes]) -> dict:
                 t_list = [(f"{n}@{layer}", m, c) for n, m, c in t_list for layer in range(m.num_layers)]
             extra = t_list[len(o_list):]
             if len(o_list) > len(t_list) or any(c for _, _, c in extra):
-                raise ModelError(f"config.ini and ONNX weights disagree in {part}: the model built from config.ini has "
-                                 f"{len(t_list)} {kind} layers ({', '.join(n for n, _, _ in t_list) or 'none'}), {part}.onnx has "
-                                 f"{len(o_list)}. Use the config.ini that came with these ONNX files.")
+                raise ModelError(f"config.ini and ONNX weights disagree in {part}: the model built from config.ini "
+                                 f"has {len(t_list)} {kind} layers ({', '.join(n for n, _, _ in t_list) or 'none'}), "
+                                 f"{part}.onnx has {len(o_list)}. Use the config.ini that came with these ONNX files.")
             for tname, m, _ in extra:  # modules DfNet.forward never calls and the graph does not hold
                 for pn, p in m.named_parameters():
                     new[f"{tname}.{pn}"] = torch.zeros_like(p)
@@ -335,8 +338,9 @@ def fill_from_onnx(net: Any, spec: Any, files: dict[str, bytes]) -> dict:
                     have = {"transposed": isinstance(m, nn.ConvTranspose2d), "group": m.groups,
                             "kernel": tuple(m.kernel_size), "strides": tuple(m.stride)}
                     if have != op.attrs:
-                        raise ModelError(f"config.ini and ONNX weights disagree at {tname}: the model built from config.ini has "
-                                         f"{have}, {part}.onnx {op.node} has {op.attrs}. Use the config.ini that came with these ONNX files.")
+                        raise ModelError(f"config.ini and ONNX weights disagree at {tname}: the model built from "
+                                         f"config.ini has {have}, {part}.onnx {op.node} has {op.attrs}. Use the "
+                                         "config.ini that came with these ONNX files.")
                     bias = op.values.get("B", np.zeros(m.out_channels, np.float32))
                     bn = _next_bn(net, tname)
                     if bn is not None:
@@ -344,18 +348,20 @@ def fill_from_onnx(net: Any, spec: Any, files: dict[str, bytes]) -> dict:
                         put(f"{bname}.bias", bias, part, op, ".B (folded BN)")
                         put(f"{bname}.weight", np.ones_like(bias), part, op, " (BN identity)")
                         put(f"{bname}.running_mean", np.zeros_like(bias), part, op, " (BN identity)")
-                        put(f"{bname}.running_var", np.full_like(bias, np.float32(1.0) - np.float32(bmod.eps)), part, op, " (BN identity)")
+                        var = np.full_like(bias, np.float32(1.0) - np.float32(bmod.eps))
+                        put(f"{bname}.running_var", var, part, op, " (BN identity)")
                         bn_identity.append(bname)
                         if m.bias is not None:
                             put(f"{tname}.bias", np.zeros_like(bias), part, op, " (bias moved to BN)")
                     elif m.bias is not None:
                         put(f"{tname}.bias", bias, part, op, ".B")
                     elif "B" in op.values:
-                        raise ModelError(f"{part}.onnx {op.node} has a bias but {tname} has neither a bias nor a BatchNorm after it.")
+                        raise ModelError(f"{part}.onnx {op.node} has a bias but {tname} has neither a bias nor a "
+                                         "BatchNorm after it.")
                 elif kind == "gru":
                     gname, layer = tname.split("@")
                     h = op.attrs["hidden"]
-                    zrh = lambda a: np.concatenate([a[h:2 * h], a[:h], a[2 * h:3 * h]], 0)  # noqa: E731  z,r,h -> r,z,n
+                    zrh = lambda a, h=h: np.concatenate([a[h:2 * h], a[:h], a[2 * h:3 * h]], 0)  # noqa: E731  z,r,h -> r,z,n
                     put(f"{gname}.weight_ih_l{layer}", zrh(op.values["W"][0]), part, op, ".W[z,r,h->r,z,n]")
                     put(f"{gname}.weight_hh_l{layer}", zrh(op.values["R"][0]), part, op, ".R[z,r,h->r,z,n]")
                     put(f"{gname}.bias_ih_l{layer}", zrh(op.values["B"][0][:3 * h]), part, op, ".B[:3H]")

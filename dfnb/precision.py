@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from .args import check_choice, check_flag, check_names, check_path
 from .errors import ExportError
 
 __all__ = ["PRECISIONS", "CALIBRATION_CLIPS", "FIDELITY_CLIP", "unroll_gru", "regate", "calibration_feeds",
@@ -85,7 +86,7 @@ def unroll_gru(model) -> list[str]:
         h = at["hidden_size"]
         w, r = (numpy_helper.to_array(inits[n.input[i]])[0] for i in (1, 2))  # [3H, I], [3H, H]
         b = numpy_helper.to_array(inits[n.input[3]])[0] if n.input[3] else np.zeros(6 * h, np.float32)
-        p = f"_gru{k}_"
+        p = f"_gru{k}_"  # dfnb.graphcheck.UNROLLED_GRU counts the layer by its `split`: keep the names
         consts = {"Wt": w.T, "Rt": r.T, "Wb": b[: 3 * h], "Rb": b[3 * h :], "one": np.array(1.0, np.float32),
                   "ax0": np.array([0], np.int64), "ax01": np.array([0, 1], np.int64),
                   "split": np.array([h, h, h], np.int64)}
@@ -149,21 +150,36 @@ def regate(model, conv_lookahead: int) -> int:
     return n
 
 
-def _toposort(graph) -> None:
-    """Order ``graph.node`` so that every node comes after the producers of its inputs (the float16 converter
-    appends its input Casts at the end; hosts' graph surgery walks nodes in order)."""
+def _toposort(graph, order: dict[str, int]) -> None:
+    """Put ``graph.node`` back in the order of the graph before reduction (``order``: node name -> index; the
+    quantizers sort nodes their own way, the float16 converter appends its input Casts at the end), with every
+    node after the producers of its inputs: a new node is pulled in just before its first consumer. Hosts'
+    graph surgery and the folder checks (:mod:`dfnb.graphcheck`: conv kernels in module order) read nodes in
+    order."""
+    nodes = sorted(graph.node, key=lambda n: order.get(n.name, len(order)))  # stable: new nodes last
+    made = {o: n for n in graph.node for o in n.output if o}
     ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    todo, done = list(graph.node), []
-    while todo:
-        rest = [n for n in todo if not all(i in ready for i in n.input)]
-        if len(rest) == len(todo):
-            raise ExportError("the reduced graph has a cycle or a dangling input; this is a dfnb bug, please "
-                              "report it.")
-        for n in todo:
-            if n not in rest:
-                done.append(n)
-                ready.update(n.output)
-        todo = rest
+    done, seen = [], set()
+    for root in nodes:
+        stack = [root]
+        while stack:
+            n = stack[-1]
+            if id(n) in seen:
+                stack.pop()
+                continue
+            wait = [made[i] for i in n.input if i not in ready and i in made and id(made[i]) not in seen]
+            if wait:
+                if {id(w) for w in wait} & {id(x) for x in stack}:
+                    raise ExportError("the reduced graph has a cycle; this is a dfnb bug, please report it.")
+                stack.extend(wait)
+                continue
+            if any(i not in ready for i in n.input):
+                raise ExportError(f"node {n.name!r} of the reduced graph has a dangling input; this is a dfnb bug, "
+                                  "please report it.")
+            stack.pop()
+            seen.add(id(n))
+            done.append(n)
+            ready.update(n.output)
     del graph.node[:]
     graph.node.extend(done)
 
@@ -236,6 +252,9 @@ def _reduce(model, precision: str, path: Path, cfg: Any, L: int, calibration: Se
     import onnx
     import onnxruntime as ort
 
+    if precision != "fp16":
+        mms = unroll_gru(model)
+    order = {n.name: k for k, n in enumerate(_named(model).graph.node)}
     if precision == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -252,8 +271,6 @@ def _reduce(model, precision: str, path: Path, cfg: Any, L: int, calibration: Se
             quantize_static,
         )
 
-        mms = unroll_gru(model)
-        _named(model)
         common = dict(op_types_to_quantize=["MatMul"], nodes_to_quantize=mms, per_channel=True,
                       weight_type=QuantType.QInt8)
         detail = {"reduced": f"the GRU weight matrices ({len(mms)} MatMuls, GRUs unrolled), int8 per output channel",
@@ -278,7 +295,7 @@ def _reduce(model, precision: str, path: Path, cfg: Any, L: int, calibration: Se
                       **detail, "activations": "uint8 with ranges fixed by calibration",
                       "calibration": {"clips": list(calibration), "feeds": len(feeds)}}
         reduced = onnx.load(str(path))
-    _toposort(reduced.graph)
+    _toposort(reduced.graph, order)
     regate(reduced, L)
     onnx.save(reduced, str(path))
     return detail
@@ -317,21 +334,24 @@ def export_precision(source: Any, out: Path | str, precision: str, *, calibratio
 
     from . import clips, dsp
     from .assets import sha256_file
-    from .export import export_model, model_of_step_folder, move_into_place
+    from .batching import model_of_step_folder
+    from .export import export_model, model_sources
     from .hosts.fast import FastStepHost
     from .layout import ModelConfig
     from .offline import enhance_offline
+    from .placement import building_folder, check_target
     from .runtime import enhance
     from .surgery import graph_io_entries, lean_step_model
 
-    if precision not in PRECISIONS:
-        raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    precision = check_choice(precision, "precision", PRECISIONS, error=ExportError)
+    calibration = check_names(calibration, "calibration", error=ExportError)
     if fidelity_clip in calibration:
         raise ExportError(f"the fidelity clip {fidelity_clip!r} is also a calibration clip; measure on a held-out "
                           "clip.")
-    out = Path(out)
-    if out.exists() and not force:
-        raise ExportError(f"{out} already exists; pass --force (force=True) to replace it, or choose another --out.")
+    out = check_path(out, "out", error=ExportError, what="the path of the folder to export to")
+    force = check_flag(force, "force", error=ExportError)
+    check_target(out, folder=True, replace=force,  # before any work: placement checks it again at the end
+                 sources=[Path(source)] if isinstance(source, (str, Path)) else model_sources(source))
     with tempfile.TemporaryDirectory(prefix="dfnb_precision_") as td:
         if isinstance(source, (str, Path)):
             src, loaded = Path(source), model_of_step_folder(source)
@@ -340,10 +360,7 @@ def export_precision(source: Any, out: Path | str, precision: str, *, calibratio
         man = json.loads((src / "manifest.json").read_text())
         cfg = dsp.DspConfig.from_spec(ModelConfig.read(src / "config.ini"))
         model, _ = lean_step_model(src / "step.onnx")  # no warm-up gates, Einsum -> MatMul; regate() puts gates back
-        tmp = out.parent / f".{out.name}.tmp-precision"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
+        with building_folder(out, replace=force, sources=[src, *model_sources(loaded)]) as tmp:
             L = int(man["conv_lookahead"])
             detail = _reduce(model, precision, tmp / "step.onnx", cfg, L, calibration)
             shutil.copyfile(src / "config.ini", tmp / "config.ini")
@@ -361,9 +378,5 @@ def export_precision(source: Any, out: Path | str, precision: str, *, calibratio
                              "max_abs_err_vs_offline_fp32": vs_off["max_abs_err"],
                              "snr_db_vs_fp32_stream": vs_fp32["snr_db"]}
             (tmp / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
-            move_into_place(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return out
 

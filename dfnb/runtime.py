@@ -18,26 +18,32 @@ people's pipelines — and each is a :class:`Runtime`:
   in order: offline's ``lsnr`` probe) and ``trace.states`` (the states named in ``probes``, after each frame).
 
 A runtime is single-threaded by contract: one object per stream. Two threads calling the same object at once
-get a :class:`~dfnb.errors.StateError`, never silently mixed states.
+get a :class:`~dfnb.errors.StateError`, never silently mixed states; while :func:`enhance` (or
+:func:`dfnb.files.enhance_file`) runs a whole stream through a runtime it holds it (:meth:`Runtime.exclusive`),
+so any call from another thread in between raises too.
 
-:func:`enhance` does the padding, the calls of ``chunk`` hops, the flush, the delay removal and the length
-fitting for every runtime, so any two outputs compare sample by sample with the offline reference.
+:class:`Feeder` does the padding, the calls of ``chunk`` hops, the flush, the delay removal and the length
+fitting for every runtime, block by block; :func:`enhance` (arrays) and :func:`dfnb.files.enhance_file`
+(files, in flat memory) both use it, so any two outputs compare sample by sample with the offline reference.
 
 Notebook: 02_stateful_export
 """
 
 from __future__ import annotations
 
-import threading
+import contextlib
 from array import array
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
 from . import audio as audio_mod
-from .errors import AudioError, DfnbError, StateError
+from .args import check_int, check_names, shown
+from .errors import ArgumentError, AudioError
+from .threads import ThreadGuard
 
-__all__ = ["Runtime", "Trace", "enhance", "check_chunk"]
+__all__ = ["Runtime", "Trace", "Feeder", "enhance", "gate_block", "check_chunk", "check_runtime"]
 
 
 class Trace:
@@ -71,10 +77,18 @@ class Trace:
 
 
 def check_chunk(chunk: Any) -> int:
-    """``chunk`` as a positive int of hops, or :class:`~dfnb.errors.DfnbError`."""
-    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-        raise DfnbError(f"chunk must be a positive number of hops, got {chunk!r}.")
-    return int(chunk)
+    """``chunk`` as a positive int of hops, or :class:`~dfnb.errors.ArgumentError`."""
+    return check_int(chunk, "chunk", hint="the number of 10 ms hops per call, e.g. chunk=1")
+
+
+def check_runtime(runtime: Any, what: str = "enhance()") -> Runtime:
+    """``runtime`` if it is a dfnb :class:`Runtime`, else an :class:`~dfnb.errors.ArgumentError` saying how to
+    get one."""
+    if not isinstance(runtime, Runtime):
+        raise ArgumentError(f"{what} needs a dfnb runtime (Stream, Host, FastStepHost, BlockOffline, ...), got "
+                        f"{shown(runtime)} of type {type(runtime).__name__}; open one with "
+                        "dfnb.hosts.open_host(folder) or dfnb.streaming.Stream(load_model(name)).")
+    return runtime
 
 
 class Runtime:
@@ -93,16 +107,20 @@ class Runtime:
     cfg: Any
     delay_samples: int
     label: str = "runtime"
+    default_chunk: int = 1
+    """Hops per call when the caller does not say (``dfnb enhance`` without ``--chunk``): 1 = the realtime case."""
 
     def __init__(self, probes: bool | Iterable[str] = False):
         names: tuple[str, ...] = ()
-        if probes and not isinstance(probes, bool):
-            if isinstance(probes, str):
-                probes = (probes,)
-            names = tuple(str(n) for n in probes)
+        if not isinstance(probes, (bool, np.bool_)):
+            try:
+                names = check_names(probes, "probes")
+            except ArgumentError:
+                raise ArgumentError(f"probes must be True/False or a list of state names (e.g. ['enc_emb_gru']), "
+                                    f"got {shown(probes)}.") from None
         self._probe_names = names
         self.probes = bool(probes)
-        self._busy = threading.Lock()
+        self._threads = ThreadGuard(self)
         self.reset()
 
     # -- the contract ---------------------------------------------------------------------------------
@@ -155,57 +173,146 @@ class Runtime:
         if self.probes:
             self.trace.add(lsnr, states if self._probe_names else None)
 
-    # -- the gate -------------------------------------------------------------------------------------
+    # -- the gate and the guard ----------------------------------------------------------------------
     def _gate(self, samples: Any) -> np.ndarray:
-        """Validate one call's samples; float32 1-D fast path, :func:`dfnb.audio.check_audio` otherwise."""
-        x = samples
-        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 1):
-            if x is None or isinstance(x, (str, bytes, dict)):
-                raise AudioError(f"{self.label}: process() takes a 1-D array of samples, got {type(x).__name__}.")
-            a = np.asarray(x)
-            if a.ndim != 1 or a.dtype.kind not in "iuf":
-                raise AudioError(f"{self.label}: process() takes a 1-D float or integer PCM array, got "
-                                 f"{a.dtype}{list(a.shape)}; buffer mono samples at {self.cfg.sr} Hz.")
-            if a.size == 0:
-                return np.zeros(0, np.float32)
-            x = audio_mod.to_float32(a)
-        if x.size == 0:
-            return np.zeros(0, np.float32)
-        peak = float(np.max(np.abs(x)))
-        if not peak <= audio_mod.FLOAT_PEAK_LIMIT:  # NaN compares False: one pass finds both
-            bad = ~np.isfinite(x)
-            if bad.any():
-                i = int(np.argmax(bad))
-                k = self.samples_in + len(self._pending) + i
-                raise AudioError(f"{self.label}: stream sample {k} (at {k / self.cfg.sr:.3f} s; sample {i} of this "
-                                 f"call) is {'NaN' if np.isnan(x[i]) else 'Inf'}; nothing of this call reached the "
-                                 "model. Replace bad samples (e.g. np.nan_to_num) before passing them in.")
-            audio_mod.check_audio(x, self.cfg.sr, name=f"{self.label} call")  # raises the peak message
+        """Validate one call's samples (:func:`gate_block`); counts them into the stream time."""
+        x = gate_block(samples, label=self.label, sr=self.cfg.sr, at=self.samples_in + len(self._pending))
         self.samples_in += len(x)
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return x
 
-    def _guard(self, what: str) -> _Guard:
-        return _Guard(self, what)
+    def _guard(self, what: str) -> Any:
+        """One call: refused while another thread is inside, or holds the runtime for a whole stream."""
+        return self._threads.call(what)
+
+    def exclusive(self) -> contextlib.AbstractContextManager[Runtime]:
+        """Hold the runtime for one whole stream: until the block ends, every call from another thread raises
+        :class:`~dfnb.errors.StateError` (so two streams can never interleave their hops). :func:`enhance`
+        and :func:`dfnb.files.enhance_file` hold it; a realtime host that hands its calls to a pool of threads
+        one after the other does not need to."""
+        return self._threads.exclusive(self)
 
 
-class _Guard:
-    """The single-thread guard of one runtime call (a plain class: building a class per call cost µs per hop)."""
+def gate_block(samples: Any, *, label: str, sr: int, at: int = 0) -> np.ndarray:
+    """The audio gate of every runtime call: one block of mono samples as a new-or-checked float32 1-D array.
 
-    __slots__ = ("rt", "what")
+    Float32 1-D arrays take a fast path; integer PCM is scaled like a file (:func:`dfnb.audio.to_float32`);
+    anything else, NaN/Inf samples (named by stream time: ``at`` is the stream index of the block's first
+    sample) and float peaks beyond :data:`dfnb.audio.FLOAT_PEAK_LIMIT` raise :class:`~dfnb.errors.AudioError`
+    whose message starts with ``label``. Nothing is changed on failure, so the caller's stream can go on.
+    """
+    x = samples
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 1):
+        if x is None or isinstance(x, (str, bytes, dict)):
+            raise AudioError(f"{label}: process() takes a 1-D array of samples, got {type(x).__name__}.")
+        a = np.asarray(x)
+        if a.ndim != 1 or a.dtype.kind not in "iuf":
+            raise AudioError(f"{label}: process() takes a 1-D float or integer PCM array, got "
+                             f"{a.dtype}{list(a.shape)}; buffer mono samples at {sr} Hz.")
+        if a.size == 0:
+            return np.zeros(0, np.float32)
+        x = audio_mod.to_float32(a)
+    if x.size == 0:
+        return np.zeros(0, np.float32)
+    peak = float(np.max(np.abs(x)))
+    if not peak <= audio_mod.FLOAT_PEAK_LIMIT:  # NaN compares False: one pass finds both
+        bad = ~np.isfinite(x)
+        if bad.any():
+            i = int(np.argmax(bad))
+            k = at + i
+            raise AudioError(f"{label}: stream sample {k} (at {k / sr:.3f} s; sample {i} of this call) is "
+                             f"{'NaN' if np.isnan(x[i]) else 'Inf'}; nothing of this call reached the model. "
+                             "Replace bad samples (e.g. np.nan_to_num) before passing them in.")
+        audio_mod.check_audio(x, sr, name=f"{label} call")  # raises the peak message
+    return np.ascontiguousarray(x, dtype=np.float32)
 
-    def __init__(self, rt: Runtime, what: str):
-        self.rt, self.what = rt, what
 
-    def __enter__(self) -> None:
-        rt = self.rt
-        if not rt._busy.acquire(blocking=False):
-            raise StateError(f"{rt.label}: {self.what}() called while another thread is inside this runtime; a "
-                             "runtime holds one stream's state and is single-threaded: create one per thread or "
-                             "stream.")
+class Feeder:
+    """Drive a runtime through one stream given block by block; out come the aligned output blocks.
 
-    def __exit__(self, *exc) -> bool:
-        self.rt._busy.release()
-        return False
+    The input is fed in calls of exactly ``chunk`` hops, whatever the block sizes; :meth:`finish` pads it with
+    ``fft_size`` zeros (and up to a whole hop) like the offline reference, flushes the runtime, and the
+    runtime's constant delay is removed and the length fitted, so the concatenated output has exactly the
+    input's length and lines up sample by sample with :func:`dfnb.offline.enhance_offline`. Memory stays
+    below one call. ``progress(done_hops, total_hops)`` is called after each call (``total_hops`` as given,
+    or 0 when unknown). The runtime is not reset here.
+
+    Examples
+    --------
+    >>> f = Feeder(rt, chunk=10)  # doctest: +SKIP
+    >>> y = np.concatenate([f.push(block) for block in blocks] + [f.finish()])  # doctest: +SKIP
+
+    Notebook: 02_stateful_export
+    """
+
+    def __init__(self, runtime: Runtime, chunk: int = 1, *, total_hops: int = 0,
+                 progress: Callable[[int, int], None] | None = None):
+        self.runtime = check_runtime(runtime, "Feeder")
+        self.hop = runtime.cfg.hop_size
+        self.call = check_chunk(chunk) * self.hop
+        self.total_hops = check_int(total_hops, "total_hops", minimum=0)
+        if progress is not None and not callable(progress):
+            raise ArgumentError(f"progress must be a function progress(done_hops, total_hops) or None, got "
+                                f"{shown(progress)}.")
+        self.progress = progress
+        self.samples_in = self.samples_out = self.hops_done = 0
+        self._skip = int(runtime.delay_samples)
+        self._pending: list[np.ndarray] = []
+        self._n_pending = 0
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """Feed float32 samples (any length); return the aligned output completed so far."""
+        self.samples_in += len(x)
+        return self._feed(x)
+
+    def finish(self) -> np.ndarray:
+        """Pad, feed the rest, flush; return the last aligned output, zero-filled to the input's length."""
+        hop, fft = self.hop, self.runtime.cfg.fft_size
+        n = (self.samples_in + fft) // hop
+        outs = [self._feed(np.zeros(n * hop - self.samples_in, np.float32), final=True),
+                self._align(self.runtime.flush())]
+        short = self.samples_in - self.samples_out
+        if short > 0:
+            outs.append(np.zeros(short, np.float32))
+            self.samples_out += short
+        return np.concatenate(outs)
+
+    def _feed(self, x: np.ndarray, final: bool = False) -> np.ndarray:
+        outs = []
+        pos = 0
+        if self._n_pending:  # complete the pending call first
+            take = min(self.call - self._n_pending, len(x))
+            self._pending.append(np.array(x[:take], np.float32))
+            self._n_pending += take
+            pos = take
+            if self._n_pending == self.call or (final and pos == len(x)):
+                outs.append(self._call(np.concatenate(self._pending)))
+                self._pending, self._n_pending = [], 0
+        while len(x) - pos >= self.call:
+            outs.append(self._call(x[pos : pos + self.call]))
+            pos += self.call
+        if pos < len(x):
+            if final:
+                outs.append(self._call(x[pos:]))
+            else:
+                self._pending.append(np.array(x[pos:], np.float32))  # a copy: the caller may reuse its buffer
+                self._n_pending += len(x) - pos
+        return np.concatenate(outs) if outs else np.zeros(0, np.float32)
+
+    def _call(self, x: np.ndarray) -> np.ndarray:
+        y = self._align(self.runtime.process(x))
+        self.hops_done += len(x) // self.hop
+        if self.progress is not None:
+            self.progress(self.hops_done, self.total_hops)
+        return y
+
+    def _align(self, y: np.ndarray) -> np.ndarray:
+        """Drop the delay, and nothing beyond the input's length."""
+        if self._skip:
+            k = min(self._skip, len(y))
+            y, self._skip = y[k:], self._skip - k
+        y = y[: max(0, self.samples_in - self.samples_out)]
+        self.samples_out += len(y)
+        return y
 
 
 def enhance(runtime: Runtime, audio: Any, *, chunk: int = 1, progress: Callable[[int, int], None] | None = None
@@ -213,8 +320,10 @@ def enhance(runtime: Runtime, audio: Any, *, chunk: int = 1, progress: Callable[
     """Enhance 48 kHz mono ``audio`` with ``runtime`` in calls of ``chunk`` hops; output aligned, same length.
 
     The input is padded with ``fft_size`` zeros like the offline reference, fed in calls of ``chunk`` hops,
-    flushed, and the runtime's constant delay removed, so the output lines up sample by sample with
-    :func:`dfnb.offline.enhance_offline`. ``progress(done_hops, total_hops)`` is called after each call.
+    flushed, and the runtime's constant delay removed (:class:`Feeder`), so the output lines up sample by
+    sample with :func:`dfnb.offline.enhance_offline`. ``progress(done_hops, total_hops)`` is called after each
+    call. The runtime is held for the whole stream (:meth:`Runtime.exclusive`). For files of any length in
+    flat memory, see :func:`dfnb.files.enhance_file`.
 
     Parameters
     ----------
@@ -238,23 +347,13 @@ def enhance(runtime: Runtime, audio: Any, *, chunk: int = 1, progress: Callable[
     Notebook: 02_stateful_export
     """
     chunk = check_chunk(chunk)
-    if not isinstance(runtime, Runtime):
-        raise DfnbError(f"enhance() needs a dfnb runtime (Stream, Host, FastStepHost, ...), got "
-                        f"{type(runtime).__name__}; open one with dfnb.hosts.open_host(folder).")
+    check_runtime(runtime)
+    if progress is not None and not callable(progress):
+        raise ArgumentError(f"progress must be a function progress(done_hops, total_hops) or None, got "
+                            f"{shown(progress)}.")
     x = audio_mod.check_audio(audio, runtime.cfg.sr)
-    runtime.reset()
-    hop, fft = runtime.cfg.hop_size, runtime.cfg.fft_size
-    n = (len(x) + fft) // hop
-    padded = np.concatenate([x, np.zeros(n * hop - len(x), np.float32)])
-    outs = []
-    for i in range(0, n, chunk):
-        outs.append(runtime.process(padded[i * hop : min(n, i + chunk) * hop]))
-        if progress is not None:
-            progress(min(n, i + chunk), n)
-    outs.append(runtime.flush())
-    y = np.concatenate(outs)
-    d = runtime.delay_samples
-    y = y[d : d + len(x)]
-    if len(y) < len(x):
-        y = np.concatenate([y, np.zeros(len(x) - len(y), np.float32)])
-    return y
+    with runtime.exclusive():
+        runtime.reset()
+        hop, fft = runtime.cfg.hop_size, runtime.cfg.fft_size
+        feeder = Feeder(runtime, chunk, total_hops=(len(x) + fft) // hop, progress=progress)
+        return np.concatenate([feeder.push(x), feeder.finish()])

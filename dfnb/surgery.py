@@ -7,8 +7,6 @@ shaped one. Nothing here runs a stream; :mod:`dfnb.hosts` does.
 * :func:`pack_states` — a ``step`` folder whose graph takes all states as one flat tensor (verified bit-exact
   against the original).
 * :func:`graph_io_entries` — the inputs/outputs of a graph as manifest.json lists them (readable dim names).
-
-Notebook: 05_realtime
 """
 
 from __future__ import annotations
@@ -19,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .args import check_flag, check_int, check_path
 from .assets import sha256_file
 from .errors import ModelFolderError
-from .layout import BASE_IO
+from .layout import BASE_IO, MANIFEST_FORMAT
+from .placement import building_folder, check_target
 
 __all__ = ["GAINS_OUTPUT", "lean_step_model", "pack_states", "graph_io_entries"]
 
@@ -126,9 +126,9 @@ def _einsum_to_matmul(model) -> int:
         eq = next((a.s for a in n.attribute if a.name == "equation"), b"") if n.op_type == "Einsum" else b""
         if (eq.replace(b" ", b"") == b"btgi,gih->btgh" and n.input[1] in inits
                 and shapes.get(n.input[0], [0])[:2] == [1, 1]):
-            G, I, H = inits[n.input[1]]
+            G, Ci, H = inits[n.input[1]]  # groups, inputs and outputs per group
             s1, s2 = f"_fp_em_s1_{k}", f"_fp_em_s2_{k}"
-            g.initializer.extend([numpy_helper.from_array(np.array([G, 1, I], np.int64), s1),
+            g.initializer.extend([numpy_helper.from_array(np.array([G, 1, Ci], np.int64), s1),
                                   numpy_helper.from_array(np.array([1, 1, G, H], np.int64), s2)])
             new_nodes += [helper.make_node("Reshape", [n.input[0], s1], [f"_fp_em_x_{k}"], name=f"_fp_em_r1_{k}"),
                           helper.make_node("MatMul", [f"_fp_em_x_{k}", n.input[1]], [f"_fp_em_y_{k}"],
@@ -167,12 +167,15 @@ def lean_step_model(step_onnx: Path | str, *, ungate: bool = True, einsum: bool 
     """The lean version of a ``step.onnx`` (an ``onnx.ModelProto``) and a report of what was changed.
 
     ``gains=True`` also exposes the ERB mask gains per bin as output ``erb_gains`` (see :mod:`dfnb.hosts.official`).
-
-    Notebook: 02_stateful_export
     """
     import onnx
 
-    model = onnx.load(str(step_onnx))
+    path = check_path(step_onnx, "step_onnx", error=ModelFolderError, what="the path of a step.onnx")
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001 -- onnx raises several types for missing or corrupt files
+        raise ModelFolderError(f"{path} cannot be read as ONNX ({str(e).splitlines()[0][:160]}); pass the "
+                               "step.onnx of a step export (dfnb export --variant step).") from None
     report = {"nodes_before": len(model.graph.node)}
     report["gates_removed"] = _ungate(model) if ungate else 0
     report["einsum_to_matmul"] = _einsum_to_matmul(model) if einsum else 0
@@ -196,17 +199,18 @@ def pack_states(step_folder: Path | str, out_folder: Path | str, *, force: bool 
     ``"packed_layout"``. Verified against the original graph for ``verify_hops`` hops of random input
     (max abs difference must be 0: the wrapped graph is the same graph). :class:`dfnb.hosts.fast.FastStepHost` and
     :class:`dfnb.hosts.onnx.Host` run the packed folder like any step folder (one state).
-
-    Notebook: 02_stateful_export
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    src, out = Path(step_folder), Path(out_folder)
+    src = check_path(step_folder, "step_folder", error=ModelFolderError, what="the path of a step folder")
+    out = check_path(out_folder, "out_folder", error=ModelFolderError, what="the path of the folder to write")
+    force = check_flag(force, "force", error=ModelFolderError)
+    verify_hops = check_int(verify_hops, "verify_hops", error=ModelFolderError)
     if not (src / "step.onnx").is_file():
         raise ModelFolderError(f"{src} has no step.onnx; pack_states needs a step folder (dfnb export --variant step).")
-    if out.exists() and not force:
-        raise ModelFolderError(f"{out} already exists; pass force=True to replace it.")
+    place = dict(replace=force, sources=[src], error=ModelFolderError, force_hint="force=True", what="out_folder")
+    check_target(out, folder=True, **place)  # before the work: never the source, never a folder dfnb did not write
     manifest = json.loads((src / "manifest.json").read_text()) if (src / "manifest.json").is_file() else {}
     model = onnx.load(str(src / "step.onnx"))
     g = model.graph
@@ -245,10 +249,7 @@ def pack_states(step_folder: Path | str, out_folder: Path | str, *, force: bool 
                     [helper.make_tensor_value_info("state_next", TensorProto.FLOAT, [total])])
     onnx.checker.check_model(model)
 
-    tmp = out.parent / f".{out.name}.tmp-pack"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with building_folder(out, **place) as tmp:
         onnx.save(model, str(tmp / "step.onnx"))
         shutil.copyfile(src / "config.ini", tmp / "config.ini")
         worst = _verify_packed(src / "step.onnx", tmp / "step.onnx", st_in, shapes, verify_hops)
@@ -259,6 +260,7 @@ def pack_states(step_folder: Path | str, out_folder: Path | str, *, force: bool 
             layout.append({"input": i.name, "output": o.name, "offset": off, "size": n, "shape": shp})
             off += n
         m = dict(manifest)
+        m["format"] = MANIFEST_FORMAT
         m["packed_from"] = str(src)
         m["packed_layout"] = layout
         m["states"] = [{"name": "state", "input": "state", "output": "state_next", "file": "step.onnx",
@@ -271,12 +273,6 @@ def pack_states(step_folder: Path | str, out_folder: Path | str, *, force: bool 
         m["files"] = files
         m["verification"] = {"max_abs_diff_vs_unpacked": worst, "hops": verify_hops}
         (tmp / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -20,12 +20,17 @@
 #
 # **What you will learn**
 #
-# - the seed's procedure step by step: pick a model, `export_model(m, "h0", folder)`, inspect the folder
-#   (`inspect_folder`: the graphs' inputs and outputs, `manifest.json`), verify it in onnxruntime;
+# - the seed's procedure step by step (the *seed*: the Rust realtime host this kit started from, which passes only
+#   the encoder GRU state `h0` → `h1` between calls — notebook 00's glossary): pick a model,
+#   `export_model(m, "h0", folder)`, inspect the folder (`inspect_folder`: the graphs' inputs and outputs,
+#   `manifest.json`), verify it in onnxruntime;
 # - what a host does with `h0`/`h1` between calls and on `reset()` (`dfnb.hosts.onnx.Host`);
 # - how far each export variant — `stateless`, `h0`, `gru`, `full`, `step` — is from the offline output at
-#   realistic chunk sizes, and why `h0` alone does not help;
-# - what the fully stateful exports (`full`, `step`) carry, and that they are exact.
+#   realistic chunk sizes, and why `h0` alone does not help; what it sounds like;
+# - what the fully stateful exports (`full`, `step`) carry, and that they are exact;
+# - a complete host loop for a `full` folder written out by hand (about 30 lines of numpy + onnxruntime), so
+#   nothing about what a host must keep is hidden in a library;
+# - a checklist to verify your own export before a realtime host ships it.
 
 # %% tags=["parameters"]
 import os
@@ -47,7 +52,7 @@ import onnxruntime as ort
 import torch
 
 import dfnb
-from dfnb import clips, dsp, metrics, plot
+from dfnb import clips, dsp, listen, metrics, plot
 from dfnb.export import VARIANTS, ensure_export
 from dfnb.folder import inspect_folder
 from dfnb.hosts.onnx import Host
@@ -59,7 +64,8 @@ from dfnb.runtime import enhance
 torch.set_num_threads(1)  # exports and the reference are small; one thread avoids contention on a busy machine
 # FAST mode exports into a temporary folder; full mode uses the repository's models/ folder, reusing an existing
 # export of the same weights and never overwriting anything there.
-EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb02_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
+EXPORT_ROOT = (Path(tempfile.mkdtemp(prefix="dfnb02_")) if FAST
+               else Path(dfnb.__file__).resolve().parent.parent / "models")
 
 
 # %% [markdown]
@@ -87,7 +93,8 @@ print(sorted(p.name for p in h0_dir.iterdir()))
 
 # %%
 info = inspect_folder(h0_dir)
-print(f"variant detected from the inputs: {info.variant}; not checkable from the graphs: {info.unverified or 'nothing'}")
+print(f"variant detected from the inputs: {info.variant}; "
+      f"not checkable from the graphs: {info.unverified or 'nothing'}")
 for f, io in info.io.items():
     print(f"\n{f}")
     for kind in ("inputs", "outputs"):
@@ -195,12 +202,18 @@ assert not host.states["h0"].any()
 # %%
 folders = {v: h0_dir if v == "h0" else ensure_export(m, v, EXPORT_ROOT) for v in VARIANTS}
 reference = enhance_offline(m, noisy, sr).audio
-fidelity = {v: [metrics.snr_of_difference(reference, enhance(Host(folders[v]), noisy, chunk=c)) for c in CHUNKS]
-            for v in VARIANTS}
+fidelity, outputs = {v: [] for v in VARIANTS}, {}  # SNR per chunk size; the outputs at CHUNK, to listen to
+for v in VARIANTS:
+    for c in CHUNKS:
+        y = enhance(Host(folders[v]), noisy, chunk=c)
+        fidelity[v].append(metrics.snr_of_difference(reference, y))
+        if c in (1, CHUNK):
+            outputs[v, c] = y
 rows = [{"variant": v, **{f"chunk {c}": fidelity[v][i] for i, c in enumerate(CHUNKS)}} for v in VARIANTS]
 print(f"SNR of the difference vs offline (dB), {MODEL} on {CLIP}")
 print(metrics.metrics_table(rows, floatfmt=".1f"))
-fig = plot.plot_error_vs_chunk(CHUNKS, fidelity, title=f"{MODEL} on {CLIP}: onnxruntime host per variant")
+fig = plot.plot_error_vs_chunk(CHUNKS, fidelity, exact_db=EXACT_DB,
+                               title=f"{MODEL} on {CLIP}: onnxruntime host per variant")
 
 # %%
 at = {c: {v: fidelity[v][CHUNKS.index(c)] for v in VARIANTS} for c in (1, 7)}
@@ -222,12 +235,22 @@ assert m.spec.conv_kernel_inp[0] > 1
 #   host better than a stateless one at short calls; at one-hop calls it is no better at all (on the clips we
 #   tried, slightly worse). The encoder GRU is one of five recurrent layers, and the convolutions' context is
 #   still zero-padded every call: in one-hop calls the encoder's input convolutions (time kernel printed
-#   below) see zero frames instead of the past ones, so the GRU's input is wrong on every hop. A correct `h0` fed by wrong inputs, into decoders whose GRUs restart
-#   from zero each hop, is not closer to the reference — just differently wrong.
+#   below) see zero frames instead of the past ones, so the GRU's input is wrong on every hop. A correct `h0` fed
+#   by wrong inputs, into decoders whose GRUs restart from zero each hop, is not closer to the reference — just
+#   differently wrong.
 # - **`gru`** (all GRU states) is clearly better at chunk 7 but still far from exact: the missing convolution
 #   context alone costs tens of dB (notebook 01 measured the `conv` group on its own).
 # - Only when *every* state is carried (`full`) does the chunked host equal the full-sequence model.
 #
+# Listen at chunk `CHUNK`: the offline output, the seed's `h0` host and the `full` host, and what each host gets
+# wrong (offline − host). All players share one gain (`normalize=False`): the `full` residual is silent.
+
+# %%
+listen.players({"offline": reference, "h0 host": outputs["h0", CHUNK], "full host": outputs["full", CHUNK]}, sr,
+               residuals=[("offline", "h0 host"), ("offline", "full host")],
+               title=f"{MODEL} on {CLIP}, calls of {CHUNK} hops")
+
+# %% [markdown]
 # ## 6 · The fully stateful exports
 #
 # `full` keeps the three-file layout and adds every model-side state as an input/output pair; `step` fuses the
@@ -256,6 +279,114 @@ assert full_groups == step_groups == set(STATE_GROUPS)  # the same state, split 
 # Every one of the eight state groups from notebook 01 appears in both manifests — either as a graph input/output
 # or as something the host keeps — which is why both variants reproduce the offline output.
 #
+# ## 7 · A `full` host, written out by hand
+#
+# `Host` hides nothing magic, but it is general (every variant, any chunk size, DeepFilterNet2 too). Here is the
+# same computation for a `full` DeepFilterNet3 folder, one hop per call, in plain numpy + onnxruntime + the
+# per-hop DSP of `dfnb.dsp` — every state a realtime host keeps is a variable you can see:
+#
+# - `dsp_state`: STFT analysis/synthesis overlap and the two feature normalisations (groups `stft`, `norm`);
+# - `states`: every GRU state and every convolution's past frames, fed to the graphs and replaced by what they
+#   return (groups `gru_*`, `conv`; names from the folder's layout);
+# - `spec_buf`: the last `L + O - l` spectra — the frame `L` hops back that the gains apply to (`lookahead`) and
+#   the `O` frames the deep filter combines (`df_buffer`).
+#
+# The input is padded and the lookahead drained exactly as `enhance()` does, so the output compares sample by
+# sample with the offline reference and with `Host`.
+
+# %%
+assert m.spec.family == "deepfilternet3", "the loop below is DeepFilterNet3's deep filter (DFN2: see Host._stage)"
+folder = folders["full"]
+info = inspect_folder(folder)
+cfg, L, lookahead_df, order, H = info.cfg, info.conv_lookahead, info.df_lookahead, info.df_order, info.cfg.hop_size
+sess = {f: ort.InferenceSession(str(folder / f), providers=["CPUExecutionProvider"]) for f in info.files}
+states = {d.io[0]: d.initial() for d in info.carried}  # graph input name -> value (zeros at the start)
+feeds_next = {d.io[1]: d.io[0] for d in info.carried}  # graph output name -> the input it feeds at the next hop
+to_bins = np.repeat(np.eye(cfg.nb_erb, dtype=np.float32), cfg.erb_widths, axis=1)  # ERB band gains -> bin gains
+
+
+def run(f, feeds):
+    """One graph, fed its carried states; the states it returns replace the old ones."""
+    ins = {i.name for i in sess[f].get_inputs()}
+    res = dict(zip([o.name for o in sess[f].get_outputs()],
+                   sess[f].run(None, {**feeds, **{k: v for k, v in states.items() if k in ins}})))
+    states.update({feeds_next[k]: v for k, v in res.items() if k in feeds_next})
+    return res
+
+
+dsp_state = dsp.DspState.initial(cfg)
+spec_buf = np.zeros((L + order - lookahead_df, cfg.freq_bins), np.complex64)
+n_hops = (len(noisy) + cfg.fft_size) // H  # enhance() pads with fft_size zeros, then drains the lookahead
+x = np.concatenate([noisy, np.zeros(n_hops * H - len(noisy), np.float32)])
+out = []
+for n in range(n_hops + info.delay_frames):
+    if n < n_hops:
+        X = dsp.analysis(cfg, dsp_state, x[n * H:(n + 1) * H])
+        fe, fs = dsp.features(cfg, dsp_state, X)
+    else:  # draining: zero spectrum and features, as the offline model's padding
+        X, fe, fs = np.zeros(cfg.freq_bins, np.complex64), np.zeros(cfg.nb_erb, np.float32), np.zeros(cfg.nb_df, np.complex64)
+    spec_buf = np.roll(spec_buf, -1, axis=0)
+    spec_buf[-1] = X
+    if n < L:  # warm-up: the encoder's first frame needs L future frames; nothing to emit yet
+        out.append(np.zeros(H, np.float32))
+        continue
+    enc = run("enc.onnx", {"feat_erb": fe[None, None, None], "feat_spec": np.stack([fs.real, fs.imag])[None, :, None]})
+    gains = run("erb_dec.onnx", {k: enc[k] for k in ("emb", "e3", "e2", "e1", "e0")})["m"][0, 0, 0] @ to_bins
+    c = run("df_dec.onnx", {"emb": enc["emb"], "c0": enc["c0"]})["coefs"][0, 0].reshape(cfg.nb_df, order, 2)
+    Y = spec_buf[-1 - L] * gains  # ERB gains on the frame L hops back
+    coefs = (c[..., 0] + 1j * c[..., 1]).T.astype(np.complex64)  # [order, nb_df]
+    Y[: cfg.nb_df] = np.sum(spec_buf[:, : cfg.nb_df] * coefs, axis=0)  # deep filter over the `order` buffered frames
+    out.append(dsp.synthesis(cfg, dsp_state, Y))
+by_hand = np.concatenate(out)[info.delay_samples: info.delay_samples + len(noisy)]
+
+# %%
+by_host = outputs["full", 1]  # enhance(Host(folder), noisy, chunk=1), from section 5
+print(f"hand-written loop vs Host: max |diff| {np.abs(by_hand - by_host).max():.2e}, "
+      f"SNR of diff {metrics.snr_of_difference(by_host, by_hand):.1f} dB")
+print(f"hand-written loop vs offline PyTorch: {metrics.snr_of_difference(reference, by_hand):.1f} dB")
+assert len(spec_buf) == order and metrics.snr_of_difference(by_host, by_hand) >= EXACT_DB
+assert metrics.snr_of_difference(reference, by_hand) >= EXACT_DB
+
+# %% [markdown]
+# The loop is the host: same output as `Host`, and exact against the offline model. (With this model's numbers the
+# buffer holds exactly the `O` frames the deep filter reads: `L + O - l = O` because `L = l`.)
+#
+# ## 8 · Verify your export: a checklist
+#
+# Before a realtime host ships a folder, check — the cell below does each step for the `full` folder:
+#
+# 1. **It loads and is consistent**: `inspect_folder(folder)` raises on missing or mixed files, on states with the
+#    wrong shape and on a manifest that does not match the files; it detects the variant from the graph inputs.
+# 2. **The weights are the ones you meant**: the manifest's `weights.sha256` is the release you load as reference.
+# 3. **Nothing is forgotten**: the manifest's `states` cover all eight state groups (in the graphs or in the host).
+# 4. **It streams exactly** on real speech: ≥ 90 dB SNR of the difference against `enhance_offline` at one hop
+#    per call (the realtime case) and at your host's chunk size.
+# 5. **`reset()` resets**: the same input twice, with a reset between, gives bit-identical output.
+# 6. **The delay is the one your host compensates**: `host.delay_samples` equals the manifest's `delay_samples`.
+# 7. **Your own host and audio**: run your host on your clip and compare its output with the reference —
+#    `dfnb report --clip your.wav --folder your_export` does steps 4–6 on your clip and renders the fidelity
+#    report (error vs chunk size, where the difference is, lsnr drift, A/B/residual audio).
+
+# %%
+chk = inspect_folder(folder)  # 1
+man = chk.manifest
+checks = {"1 loads, consistent, variant detected": chk.variant == "full",
+          "2 weights = the reference's": man["weights"]["sha256"] == m.source_sha256,
+          "3 all eight state groups described": {st["group"] for st in man["states"]} == set(STATE_GROUPS)}
+snr_at = {c: fidelity["full"][CHUNKS.index(c)] for c in (1, CHUNK)}  # measured in section 5
+checks["4 exact at chunk 1 and chunk " + str(CHUNK)] = min(snr_at.values()) >= EXACT_DB
+host = Host(folder)
+excerpt = noisy[sr // 2: sr]  # half a second is enough to see a state survive a reset
+first, again = enhance(host, excerpt, chunk=CHUNK), enhance(host, excerpt, chunk=CHUNK)  # enhance() resets first
+checks["5 reset() gives identical output"] = np.array_equal(first, again)
+checks["6 delay = manifest delay_samples"] = host.delay_samples == man["delay_samples"]
+for name, ok in checks.items():
+    print(f"{'ok  ' if ok else 'FAIL'} {name}")
+print(f"SNR of the difference: {', '.join(f'chunk {c}: {v:.1f} dB' for c, v in snr_at.items())}; "
+      f"delay {host.delay_samples} samples")
+assert all(checks.values())
+
+# %% [markdown]
 # ## Summary
 #
 # - `export_model(m, variant, folder)` writes a verified folder (graphs + `config.ini` + `manifest.json`);
@@ -266,6 +397,8 @@ assert full_groups == step_groups == set(STATE_GROUPS)  # the same state, split 
 #   are lost at every call.
 # - Carrying all GRU states (`gru`) helps but is not exact; carrying every model-side state (`full`, or `step`
 #   in one graph) with a host that keeps the DSP state, the lookahead and the DF buffer is exact (≥ 90 dB).
+# - A `full` host is about 30 lines by hand (section 7) and gives `Host`'s output; the checklist of section 8
+#   (and `dfnb report --clip ... --folder ...`) verifies any export before a realtime host ships it.
 #
 # ## Where to go next
 #

@@ -20,11 +20,14 @@
 # **What you will learn**
 #
 # - how to lay out noisy / clean / offline / naive / stateless / h0 / gru / full spectrograms on **one** dB scale,
-#   and difference spectrograms against offline, to see chunk-boundary artifacts;
+#   and difference spectrograms against offline **on that same scale** (with the call boundaries ticked in output
+#   time, and a zoom), to see chunk-boundary artifacts — and to see that the `full` host's difference is below
+#   the scale's floor;
 # - how the model's local-SNR estimate (`lsnr`) drifts when state is dropped;
 # - what the GRU hidden states do in a stateless host compared with a stateful one: heatmaps over time, state
 #   norm, a 2-D PCA path (`Stream(..., probes=[names])` records them per hop);
-# - a metrics table: SNR of the difference vs offline, and PESQ, STOI, SI-SDR vs the clean recording.
+# - a metrics table: SNR of the difference vs offline, and PESQ, STOI, SI-SDR vs the clean recording — where the
+#   stateless and naive hosts turn out to be *worse than the noisy input*.
 
 # %% tags=["parameters"]
 import os
@@ -43,12 +46,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Audio, display
 
 import dfnb
-from dfnb import clips, metrics, plot
+from dfnb import clips, listen, metrics, plot, plot_states
 from dfnb.export import ensure_export
-from dfnb.folder import inspect_folder
 from dfnb.hosts.onnx import Host
 from dfnb.layout import STATE_GROUPS
 from dfnb.models import load_model
@@ -74,18 +75,25 @@ m = load_model(MODEL)
 noisy, clean, sr = clips.load_pair(CLIP)
 ref = enhance_offline(m, noisy, sr, probes=True)
 folders = {v: ensure_export(m, v, EXPORT_ROOT) for v in SHOWN}
-outputs = {"naive": enhance(Host(folders["stateless"], per_call_offline=True, reset_dsp=True), noisy, chunk=CHUNK),
-           **{v: enhance(Host(folders[v]), noisy, chunk=CHUNK) for v in SHOWN}}
+hosts = {"naive": Host(folders["stateless"], per_call_offline=True, reset_dsp=True), **{v: Host(folders[v]) for v in SHOWN}}
+outputs = {v: enhance(h, noisy, chunk=CHUNK) for v, h in hosts.items()}
 NAMES = list(outputs)  # naive, stateless, h0, gru, full
+# call boundaries in output time: the naive host emits each call at once, the others after the lookahead
+ticks = {v: metrics.boundary_times(len(noisy), sr, chunk_hops=CHUNK, delay_samples=h.delay_samples)
+         for v, h in hosts.items()}
 snr = {v: metrics.snr_of_difference(ref.audio, outputs[v]) for v in NAMES}
 print(f"{MODEL} on {CLIP}, chunk {CHUNK} hops — SNR of the difference vs offline:",
       ", ".join(f"{v} {snr[v]:.1f} dB" for v in NAMES))
 assert snr["full"] >= EXACT_DB and max(snr[v] for v in NAMES if v != "full") < 30.0
 
+# %% [markdown]
+# Listen (all players at one gain, `normalize=False`, so louder is louder): the naive, `h0` and `full` hosts, and
+# what each gets wrong (offline − host). The `full` residual is silent.
+
 # %%
-for name, sig in [("noisy", noisy), ("offline", ref.audio), *[(f"{v} host, chunk {CHUNK}", outputs[v]) for v in NAMES]]:
-    print(name)
-    display(Audio(sig, rate=sr))
+listen.players({"noisy": noisy, "offline": ref.audio, **{f"{v} host": outputs[v] for v in ("naive", "h0", "full")}},
+               sr, residuals=[("offline", f"{v} host") for v in ("naive", "h0", "full")],
+               title=f"{MODEL} on {CLIP}, calls of {CHUNK} hops")
 
 # %% [markdown]
 # ## 2 · Spectrograms on one dB scale
@@ -104,41 +112,36 @@ fig = plot.plot_spectrograms(panels, sr, ncols=2, title=f"{MODEL} on {CLIP}")
 # ## 3 · Differences against offline — where the chunk-boundary artifacts are
 #
 # **This is the figure that shows the chunk-boundary artifacts.** Each panel is the spectrogram of
-# `offline − variant` on a fixed scale (−120 … 0 dB). In the **naive** panel the error is a comb of vertical
-# stripes at the chunk period (every `CHUNK` hops, 70 ms) across the whole band; in the **stateless** and **h0**
-# panels the error is blocky — it changes abruptly at the same 70 ms seams — and strongest where there is speech;
-# `gru` is weaker but still segmented. In the **full** panel there is nothing but float32 round-off, about 130 dB
-# below the signal: no chunk boundary can be seen.
+# `offline − variant` on the **same dB scale as the signals** (top = the loudest bin of all outputs, 80 dB range),
+# so a bright difference is as loud as speech; cyan ticks mark each host's call boundaries in output time. In the
+# **naive** panel the error is a comb of vertical stripes at the chunk period (every `CHUNK` hops, 70 ms) across the
+# whole band; in the **stateless** and **h0** panels the error is blocky — it changes abruptly at the same 70 ms
+# seams — and strongest where there is speech; `gru` is weaker but still segmented. The **full** panel is grey:
+# its difference (float32 round-off, more than 100 dB below the signal, printed on the panel) is entirely below
+# the scale's floor — not a broken output, which would look like the signal itself. The second figure zooms on
+# half a second of speech, outputs next to their differences.
 
 # %%
-fig, axes = plt.subplots(3, 2, figsize=(13, 9.5), sharex=True, sharey=True, layout="constrained")
-axes.ravel()[-1].set_axis_off()
-for ax, v in zip(axes.ravel(), NAMES):
-    plot.plot_difference_spectrogram(ref.audio, outputs[v], sr, ax=ax, title=f"offline − {v}, chunk {CHUNK}")
-fig.suptitle(f"{MODEL} on {CLIP}: difference spectrograms (fixed scale −120…0 dB)")
+fig = plot.plot_differences(ref.audio, outputs, sr, reference_name="offline", boundaries=ticks,
+                            title=f"{MODEL} on {CLIP}, chunk {CHUNK}: offline − each host")
+zoom = {v: outputs[v] for v in ("naive", "h0", "full")}
+fig = plot.plot_differences(ref.audio, zoom, sr, reference_name="offline", with_outputs=True, boundaries=ticks,
+                            zoom=(1.0, 1.5), title="zoom on 0.5 s of speech")
 
 # %% [markdown]
-# The same in numbers: the per-hop SNR of the difference, chunk boundaries dotted; the `full` curve stays at
-# round-off everywhere. To check that the other errors follow the chunk period, fold each curve by the hop's
-# position inside its chunk (median over speech hops, where the clean recording is within 30 dB of its loudest
+# The same in numbers: the per-hop SNR of the difference, call boundaries of the three-file hosts dotted (output
+# time; the naive host's fall 20 ms earlier); the `full` curve stays at round-off everywhere. To check that the
+# other errors follow the chunk period, fold each curve by the hop's position inside its call, in output time
+# (`metrics.error_by_position`, median over speech hops, where the clean recording is within 30 dB of its loudest
 # hop): a boundary artifact makes some positions consistently worse than others.
 
 # %%
-fig = plot.plot_error_vs_time(ref.audio, outputs, sr, chunk_hops=CHUNK, title=f"{MODEL} on {CLIP}")
-fig.axes[0].legend(loc="upper right", fontsize="x-small", ncol=3)
+fig = plot.plot_error_vs_time(ref.audio, outputs, sr, chunk_hops=CHUNK, delay_samples=hosts["full"].delay_samples,
+                              exact_db=EXACT_DB, title=f"{MODEL} on {CLIP}")
 hop = m.spec.hop_size
 speech = metrics.speech_active_hops(clean, hop, threshold_db=-30.0)
-
-
-def fold_by_position(test):
-    """Median per-hop SNR of the difference (speech hops) at each position 0..CHUNK-1 inside a chunk."""
-    e = metrics.error_per_hop(ref.audio, test, hop)
-    n = min(len(e), len(speech))
-    pos = np.arange(n) % CHUNK
-    return np.array([np.nanmedian(e[:n][(pos == p) & speech[:n]]) for p in range(CHUNK)])
-
-
-folded = {v: fold_by_position(outputs[v]) for v in NAMES}
+folded = {v: metrics.error_by_position(ref.audio, outputs[v], CHUNK, hop=hop, delay_samples=hosts[v].delay_samples,
+                                       mask=speech) for v in NAMES}
 for v in NAMES:
     print(f"{v:9} median SNR by position: {np.round(folded[v], 1)}  spread {np.ptp(folded[v]):.1f} dB")
 assert all(np.ptp(folded[v]) > 10.0 for v in ("naive", "stateless", "h0"))  # periodic with the chunk
@@ -191,20 +194,29 @@ assert lsnr_err["h0"] == lsnr_err["gru"]
 # %% [markdown]
 # ### GRU hidden states
 #
-# `stream.trace.states[name]` holds, per hop, the hidden state of each GRU block (we plot the top layer). Heatmaps: time across,
-# hidden unit up, stateless (left) vs full (right) for each GRU. In the stateless host every chunk starts from a
-# zero state, so its states are cut into 70 ms segments with a seam at every chunk start — plainest in the ERB
-# decoder's GRU, whose units re-saturate from scratch in every chunk — while the full host's states evolve
-# continuously.
+# `stream.trace.states[name]` holds, per hop, the hidden state of each GRU block (we plot the top layer). A GRU
+# has 256 units and the clip hundreds of hops — too dense to read whole — so the heatmaps show the first second
+# and the 32 units that vary most (over both hosts), with the call starts dotted: time across, unit up, stateless
+# (left) vs full (right) for each GRU. In the stateless host every call starts from a zero state, so its states
+# are cut into 70 ms segments with a seam at every call start — plainest in the ERB decoder's GRU, whose units
+# re-saturate from scratch in every call — while the full host's states evolve continuously.
 
 # %%
 gru_names = GRU_NAMES
 traces = {v: {g: streams[v].trace.states[g][:, -1, 0] for g in gru_names} for v in SHOWN}
-fig, axes = plt.subplots(len(gru_names), 2, figsize=(13, 3.2 * len(gru_names)), sharex=True, layout="constrained")
+n_trace = len(traces["full"][gru_names[0]])
+starts = [i for i in range(1, n_trace) if (i + m.spec.conv_lookahead) % CHUNK == 0]  # the trace starts after the warm-up
+WINDOW = (0.0, min(1.0, n_trace * hop / sr))
+fig, axes = plt.subplots(len(gru_names), 2, figsize=(13, 2.8 * len(gru_names)), sharex=True, layout="constrained")
 for row, g in zip(axes, gru_names):
+    units = plot_states.top_units(traces["stateless"][g], traces["full"][g], k=32)
     for ax, v in zip(row, ("stateless", "full")):
-        plot.plot_hidden_heatmap(traces[v][g], hop / sr, ax=ax, title=f"{g}, {v} (chunk {CHUNK})")
-fig.suptitle(f"{MODEL} on {CLIP}: GRU hidden states")
+        plot.plot_hidden_heatmap(traces[v][g], hop / sr, ax=ax, units=units, window=WINDOW,
+                                 boundaries=np.array(starts) * hop / sr, colorbar=False, title=f"{g}, {v}")
+for ax in axes[:-1].ravel():
+    ax.set_xlabel("")
+fig.colorbar(axes[0, 0].images[0], ax=axes, label="activation", shrink=0.6)
+fig.suptitle(f"{MODEL} on {CLIP}: GRU hidden states, first second, chunk {CHUNK} (dotted: call starts)");
 
 # %% [markdown]
 # The full host's hidden states are the offline model's: the offline probes (`enhance_offline(..., probes=True).gru`)
@@ -228,22 +240,25 @@ for g in gru_names:
 assert compared >= 1
 
 # %% [markdown]
-# Norm and PCA path of each GRU state. The norm of the stateless host's state drops at every chunk start and climbs
+# Norm and PCA path of each GRU state. The norm of the stateless host's state drops at every call start and climbs
 # back (a sawtooth with the chunk period, clearest in the ERB decoder); `h0` follows `full` for the encoder GRU
-# it carries and the stateless sawtooth for the decoder GRUs it does not. In the PCA plane (fitted on both traces
-# together) the stateless path keeps snapping back to where it started (o) — the state one hop after zero —
-# while the full path travels on.
+# it carries (the legend says when one line hides another) and the stateless sawtooth for the decoder GRUs it does
+# not. In the PCA plane (fitted on both traces together; first second only, dots = the state at each call start)
+# the stateless dots sit in one cluster — every call restarts from the same state, one hop after zero — while the
+# full host's dots are spread along its path.
 
 # %%
-fig, axes = plt.subplots(1, len(gru_names), figsize=(5 * len(gru_names), 3.6), layout="constrained")
+fig, axes = plt.subplots(1, len(gru_names), figsize=(5.5 * len(gru_names), 3.6), layout="constrained")
 for ax, g in zip(np.ravel(axes), gru_names):
-    plot.plot_state_norm({v: traces[v][g] for v in ("stateless", "h0", "full")}, hop / sr, ax=ax, title=g)
-    ax.set_xlim(0, min(1.0, len(traces["full"][g]) * hop / sr))
-fig.suptitle(f"{MODEL} on {CLIP}: hidden-state norm, first second, chunk {CHUNK}")
+    plot.plot_state_norm({v: traces[v][g] for v in ("stateless", "h0", "full")}, hop / sr, ax=ax, title=g,
+                         window=WINDOW, boundaries=np.array(starts) * hop / sr)
+fig.suptitle(f"{MODEL} on {CLIP}: hidden-state norm, first second, chunk {CHUNK} (dotted: call starts)")
+last = int(WINDOW[1] * sr / hop)
 fig, axes = plt.subplots(1, len(gru_names), figsize=(5 * len(gru_names), 4.6), layout="constrained")
 for ax, g in zip(np.ravel(axes), gru_names):
-    plot.plot_pca_path({v: traces[v][g] for v in ("stateless", "full")}, ax=ax, title=g)
-fig.suptitle(f"{MODEL} on {CLIP}: hidden-state paths in 2-D PCA, chunk {CHUNK}")
+    plot.plot_pca_path({v: traces[v][g][:last] for v in ("stateless", "full")}, ax=ax, title=g,
+                       marks=[i for i in starts if i < last])
+fig.suptitle(f"{MODEL} on {CLIP}: hidden-state paths in 2-D PCA, first second, chunk {CHUNK}");
 
 # %%
 def at_chunk_starts(states):
@@ -267,8 +282,15 @@ assert all(stats["stateless", g][1] < 0.5 * stats["full", g][1] for g in gru_nam
 # ## 5 · Metrics
 #
 # SNR of the difference vs offline says how far each host is from the reference; PESQ, STOI and SI-SDR against the
-# clean recording say how much that matters for quality. The stateless host loses most of the offline model's
-# PESQ gain (less than half of it is left), `h0` recovers only part of it, and the full host keeps all of it.
+# clean recording say how much that matters for quality. The full host keeps all of the offline model's quality.
+# Two results stand out (checked below):
+#
+# - the **stateless and naive hosts are worse than doing nothing**: their PESQ and STOI are *below the noisy
+#   input's* — streaming the released models chunk by chunk does not just lose the enhancement, it damages speech;
+# - **`h0` is no closer to the reference than `stateless` by the SNR of the difference** (within a couple of dB)
+#   **but clearly better by PESQ**: the SNR of the difference counts every error alike, while PESQ rewards the
+#   smoother, better-denoised output that the carried encoder state gives. "Closer" and "better" are not the
+#   same question; only an exact host answers both.
 
 # %%
 rows = []
@@ -281,9 +303,14 @@ print(metrics.metrics_table(rows))
 by = {r["output"]: r for r in rows}
 assert abs(by["full"]["PESQ"] - by["offline"]["PESQ"]) < 0.01
 assert by["stateless"]["SI-SDR (dB)"] < by["offline"]["SI-SDR (dB)"] - 1.0
-# the stateless host keeps less than half of the offline model's PESQ gain
-assert by["stateless"]["PESQ"] - by["noisy"]["PESQ"] < 0.5 * (by["offline"]["PESQ"] - by["noisy"]["PESQ"])
 assert by["h0"]["PESQ"] < by["offline"]["PESQ"] - 0.3
+worse = {v: (by[v]["PESQ"] - by["noisy"]["PESQ"], by[v]["STOI"] - by["noisy"]["STOI"]) for v in ("naive", "stateless")}
+print("PESQ / STOI change vs the noisy input:", {v: tuple(round(d, 3) for d in w) for v, w in worse.items()})
+assert all(d_pesq < 0 and d_stoi < 0 for d_pesq, d_stoi in worse.values())  # worse than doing nothing
+d_snr = by["h0"]["SNR diff vs offline (dB)"] - by["stateless"]["SNR diff vs offline (dB)"]
+d_pesq = by["h0"]["PESQ"] - by["stateless"]["PESQ"]
+print(f"h0 - stateless: SNR of the difference {d_snr:+.2f} dB, PESQ {d_pesq:+.2f}")
+assert abs(d_snr) < 2.0 and d_pesq > 0.25  # no closer, but better
 
 # %% [markdown]
 # ## Summary
@@ -295,8 +322,9 @@ assert by["h0"]["PESQ"] < by["offline"]["PESQ"] - 0.3
 # - The model's `lsnr` and its GRU states show the cause: a stateless host restarts the GRUs from zero at every
 #   call (the state norm drops at each chunk start and the state snaps back to where it started), while the full
 #   host follows the offline trajectory exactly.
-# - The full host has the offline model's quality (same PESQ); the stateless host is measurably worse against
-#   the clean recording.
+# - The full host has the offline model's quality (same PESQ). The stateless and naive hosts score *below the
+#   noisy input* on PESQ and STOI; `h0` is no closer to the reference than `stateless` by the SNR of the
+#   difference, but better by PESQ.
 #
 # ## Where to go next
 #

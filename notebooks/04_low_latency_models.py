@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 import dfnb
-from dfnb import clips, metrics, plot
+from dfnb import clips, listen, metrics, plot
 from dfnb.export import ensure_export
 from dfnb.folder import inspect_folder
 from dfnb.hosts.onnx import Host
@@ -58,7 +58,8 @@ from dfnb.runtime import enhance
 from dfnb.streaming import Stream
 
 torch.set_num_threads(1)  # one hop at a time: a single thread is faster, and far faster on a busy machine
-EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb04_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
+EXPORT_ROOT = (Path(tempfile.mkdtemp(prefix="dfnb04_")) if FAST
+               else Path(dfnb.__file__).resolve().parent.parent / "models")
 
 
 # %% [markdown]
@@ -129,7 +130,8 @@ for _, ll in PAIRS:
         folder = ensure_export(m, v, EXPORT_ROOT)
         y = enhance(Host(folder), noisy0, chunk=CHUNK)
         ll_outputs[ll, v] = y
-        fidelity.append({"model": ll, "variant": v, f"SNR diff vs offline, chunk {CHUNK} (dB)": metrics.snr_of_difference(ref, y),
+        fidelity.append({"model": ll, "variant": v,
+                         f"SNR diff vs offline, chunk {CHUNK} (dB)": metrics.snr_of_difference(ref, y),
                          "host delay (ms)": 1000 * inspect_folder(folder).delay_samples / sr})
 print(f"on {CLIPS[0]}")
 print(metrics.metrics_table(fidelity, floatfmt=".1f"))
@@ -139,15 +141,27 @@ assert all(r[col] < 30.0 for r in fidelity if r["variant"] == "stateless")
 
 # %%
 ll = PAIRS[0][1]
+ll_delay = inspect_folder(ensure_export(models[ll], "full", EXPORT_ROOT, say=lambda _: None)).delay_samples
 fig = plot.plot_error_vs_time(enhance_offline(models[ll], noisy0, sr).audio,
                               {v: ll_outputs[ll, v] for v in ["stateless", *STATEFUL]}, sr, chunk_hops=CHUNK,
+                              delay_samples=ll_delay, exact_db=EXACT_DB,
                               title=f"{ll} on {CLIPS[0]}: onnxruntime host vs offline")
 
 # %% [markdown]
 # ## 4 · What zero lookahead costs, and what it saves
 #
 # Each model enhances the same clips offline; PESQ, STOI and the SNR improvement are measured against the clean
-# recordings. The delay is what a stream of that model lags behind its input (`delay_samples`).
+# recordings. The delay is what a stream of that model lags behind its input (`delay_samples`). This section uses
+# several clips (one in FAST mode) instead of the one clip of the rest of the notebooks, because a quality
+# difference between two models on one three-second clip says little; the per-clip table shows the spread.
+#
+# First, listen on the notebooks' clip: DeepFilterNet3 with and without lookahead, and their difference — what
+# 20 ms of lookahead changes (one gain for all players, `normalize=False`).
+
+# %%
+with_la, without_la = (enhance_offline(models[n], noisy0, sr).audio for n in PAIRS[0])
+listen.players({"noisy": noisy0, PAIRS[0][0]: with_la, PAIRS[0][1]: without_la}, sr, residuals=[PAIRS[0]],
+               title=f"offline, {CLIPS[0]}")
 
 # %%
 quality = []
@@ -163,7 +177,8 @@ print(metrics.metrics_table(quality))
 assert all(r["SNR impr. (dB)"] > 0 and r["PESQ"] > r["noisy PESQ"] for r in quality)  # every model helps every clip
 
 # %%
-mean = {name: {k: float(np.mean([r[k] for r in quality if r["model"] == name])) for k in ("PESQ", "STOI", "SNR impr. (dB)")}
+mean = {name: {k: float(np.mean([r[k] for r in quality if r["model"] == name]))
+               for k in ("PESQ", "STOI", "SNR impr. (dB)")}
         for name in models}
 summary = []
 for low, ll in PAIRS:
@@ -185,8 +200,8 @@ for low, ll in PAIRS:
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
 for ax, key in zip(axes, ("PESQ", "SNR impr. (dB)")):
-    for name in models:
-        d_ms = 1000 * delay_samples(models[name].spec) / sr
+    for i, name in enumerate(models):
+        d_ms = 1000 * delay_samples(models[name].spec) / sr + 0.8 * (i - 1.5)  # both _ll models sit at 10 ms
         vals = [r[key] for r in quality if r["model"] == name]
         (mean_marker,) = ax.plot(d_ms, np.mean(vals), "D", ms=9, label=f"{name} (mean {np.mean(vals):.2f})")
         ax.scatter([d_ms] * len(vals), vals, alpha=0.4, color=mean_marker.get_color())
@@ -194,7 +209,8 @@ for ax, key in zip(axes, ("PESQ", "SNR impr. (dB)")):
     ax.set_ylabel(key)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small")
-fig.suptitle(f"quality vs delay, {len(CLIPS)} VoiceBank-DEMAND clip(s) (dots: clips, diamonds: means)")
+fig.suptitle(f"quality vs delay, {len(CLIPS)} VoiceBank-DEMAND clip(s) (dots: clips, diamonds: means; models "
+             "offset by ≤ 1.2 ms so that equal delays stay visible)");
 
 # %% [markdown]
 # ## Summary
@@ -204,8 +220,8 @@ fig.suptitle(f"quality vs delay, {len(CLIPS)} VoiceBank-DEMAND clip(s) (dots: cl
 # - Their stateful exports are exact (≥ 90 dB) under chunked streaming; their stateless exports diverge like
 #   DeepFilterNet3's — lookahead is only one of the six kinds of memory.
 # - Zero lookahead cuts the stream delay to the STFT overlap alone (10 ms, against 30 ms for DeepFilterNet3 and
-#   50 ms for DeepFilterNet2 — see the table); on these clips the average quality cost is small (under a quarter of a PESQ point;
-#   the numbers are above); per clip the differences are larger and go either way (the per-clip table).
+#   50 ms for DeepFilterNet2 — see the table); on these clips the average quality cost is small (under a quarter
+#   of a PESQ point; the numbers are above); per clip the differences are larger and go either way (the per-clip table).
 #
 # ## Where to go next
 #

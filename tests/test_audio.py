@@ -276,12 +276,10 @@ def test_write_invalid_audio_leaves_nothing(tmp_path):
 
 
 def test_write_failure_midway_leaves_no_partial_file(tmp_path, monkeypatch):
-    def boom(path, *a, **k):
-        with open(path, "wb") as f:
-            f.write(b"RIFF partial")
+    def boom(self, data):  # the header is on disk already; the samples fail
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(sf, "write", boom)
+    monkeypatch.setattr(sf.SoundFile, "write", boom)
     with pytest.raises(AudioError, match="could not write.*disk full"):
         audio.write_audio(tmp_path / "out.wav", np.zeros(100, np.float32), 48000)
     assert os.listdir(tmp_path) == []
@@ -291,7 +289,7 @@ def test_write_failure_keeps_existing_file(tmp_path, monkeypatch):
     p = tmp_path / "out.wav"
     audio.write_audio(p, np.zeros(100, np.float32), 48000)
     before = p.read_bytes()
-    monkeypatch.setattr(sf, "write", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(sf.SoundFile, "write", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(AudioError):
         audio.write_audio(p, np.ones(100, np.float32) * 0.1, 48000, overwrite=True)
     assert p.read_bytes() == before and os.listdir(tmp_path) == ["out.wav"]

@@ -5,6 +5,7 @@ leaving mid-run; per-stream reset; the audio gate; the export's manifest, entry 
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -89,7 +90,19 @@ def test_reset_leave_and_capacity(batched, audios):
         host.reset(a)
 
 
+def _bad_hops(hop: np.ndarray) -> dict[str, object]:
+    """What one stream may send instead of a float32 hop: each is refused by the runtimes' gate."""
+    nan = hop.copy()
+    nan[7] = np.nan
+    return {"NaN": nan, "Inf": np.where(np.arange(len(hop)) == 3, np.inf, hop).astype(np.float32),
+            "unscaled int16 values as float": np.round(hop * 32767).astype(np.float32) + 200.0,
+            "short hop": hop[:100], "2-D hop": hop.reshape(2, -1), "text": "hop", "None": None}
+
+
 def test_bad_hop_reaches_no_stream(batched, audios):
+    """The same gate as every runtime, stream by stream: a bad hop of one stream is an AudioError naming it (and
+    its stream time), nothing of that tick reaches any stream, and every stream goes on exactly as without it;
+    integer PCM is scaled like a file, as every runtime does."""
     _, folder = batched("DeepFilterNet3")
     x = [a[: 40 * 480].reshape(40, 480) for a in audios[:2]]
     clean, host = BatchedHost(folder), BatchedHost(folder)
@@ -100,17 +113,55 @@ def test_bad_hop_reaches_no_stream(batched, audios):
         if t == 20:
             bad = np.stack([x[0][t], x[1][t]])
             bad[1, 7] = np.nan
-            with pytest.raises(AudioError, match=f"stream {ids[1][1]}"):
+            with pytest.raises(AudioError, match=rf"batched host stream {ids[1][1]}: stream sample 9607 \(at 0\.200 s"):
                 host.process_rows(bad)
+            for what, hop in _bad_hops(x[1][t]).items():
+                with pytest.raises(AudioError, match=f"stream {ids[1][1]}") as e:
+                    host.process({ids[1][0]: x[0][t], ids[1][1]: hop})
+                assert e.value.stream == ids[1][1], what
         got.append(host.process_rows(np.stack([x[0][t], x[1][t]])).copy())
-    assert np.array_equal(np.stack(want), np.stack(got))  # the refused tick changed nothing
+    assert np.array_equal(np.stack(want), np.stack(got))  # the refused ticks changed nothing, in no stream
     with pytest.raises(StateError, match="every active stream"):
         host.process({ids[1][0]: x[0][0]})
     with pytest.raises(AudioError, match=r"\[2, 480\]"):
         host.process_rows(x[0][:1])
+    # integer PCM, per stream or as rows, is scaled exactly as every runtime scales it
+    pcm = np.round(np.stack([x[0][0], x[1][0]]) * 32767).astype(np.int16)
+    a, b = BatchedHost(folder), BatchedHost(folder)
+    sa = [a.join() for _ in x]
+    for _ in x:
+        b.join()
+    for _ in range(8):  # past the model delay, so the outputs are not zeros
+        ya = a.process({sa[0]: pcm[0], sa[1]: pcm[1]})
+        yb = b.process_rows(pcm.astype(np.float32) / 32768)
+    assert np.array_equal(np.stack([ya[sa[0]], ya[sa[1]]]), yb) and np.abs(yb).max() > 1e-4
+    assert np.array_equal(a.process_rows(pcm), b.process_rows(pcm.astype(np.float32) / 32768))
 
 
-def test_export_entry_points_and_refusals(batched, exported, tmp_path):
+def test_one_thread_at_a_time(batched, audios):
+    """A second thread inside the host (or while enhance_many holds it) gets StateError; nothing changes."""
+    _, folder = batched("DeepFilterNet3")
+    host = BatchedHost(folder)
+    sid = host.join()
+    hop = audios[0][:480]
+    host._threads.busy.acquire()  # as if another thread were inside process()
+    try:
+        for call in (lambda: host.process({sid: hop}), host.join, lambda: host.leave(sid), lambda: host.reset(sid)):
+            with pytest.raises(StateError, match="another thread is inside this host"):
+                call()
+    finally:
+        host._threads.busy.release()
+    assert host.streams == (sid,)
+    host.leave(sid)
+    done = threading.Event()
+    with host.exclusive():  # what enhance_many holds: any other thread is refused
+        t = threading.Thread(target=lambda: (pytest.raises(StateError, host.join), done.set()))
+        t.start()
+        t.join(30)
+    assert done.is_set() and host.streams == ()
+
+
+def test_export_entry_points_and_refusals(batched, exported, load, tmp_path):
     single, _ = batched("DeepFilterNet3")
     out = export_batched(single, tmp_path / "from_folder", streams=2)  # from an existing step folder
     man = json.loads((out / "manifest.json").read_text())
@@ -119,13 +170,19 @@ def test_export_entry_points_and_refusals(batched, exported, tmp_path):
     with pytest.raises(ExportError, match="step folder"):
         export_batched(exported("DeepFilterNet3", "full"), tmp_path / "nope", streams=2)
     with pytest.raises(ExportError, match="variant 'step'"):
-        export_model(None, "h0", tmp_path / "nope", streams=2)
+        export_model(load("DeepFilterNet3"), "h0", tmp_path / "nope", streams=2)
     with pytest.raises(ExportError, match="positive"):
-        export_model(None, "step", tmp_path / "nope", streams=0)
+        export_model(load("DeepFilterNet3"), "step", tmp_path / "nope", streams=0)
     from dfnb.errors import ModelFolderError
 
     with pytest.raises(ModelFolderError, match="not a batched step folder"):
         BatchedHost(single)
+    import shutil
+
+    edited = shutil.copytree(out, tmp_path / "edited")
+    (edited / "config.ini").write_text((edited / "config.ini").read_text().replace("nb_df = 96", "nb_df = 64"))
+    with pytest.raises(ModelFolderError, match="config.ini is missing or not the file exported"):
+        BatchedHost(edited)
     from dfnb.hosts import open_host
 
     with pytest.raises(ModelFolderError, match="BatchedHost"):  # the single-stream hosts refuse it by name

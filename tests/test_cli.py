@@ -18,9 +18,9 @@ import pytest
 from dfnb import cli, errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import error_table as et  # noqa: E402
+import error_table as et
 
-COMMANDS = [[], ["models"], ["enhance"], ["export"], ["inspect"], ["demo"]]
+COMMANDS = [[], ["models"], ["enhance"], ["export"], ["inspect"], ["report"], ["demo"]]
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,8 @@ def test_h0_folder_has_the_seed_contract(exported):
     assert all(t == f32 for _, _, t in sig(g.output))
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in g.input}
     assert dims == {"feat_erb": [1, 1, "S", 32], "feat_spec": [1, 2, "S", 96], "h0": [1, 1, 256]}
+    out_dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in g.output}
+    assert out_dims["emb"] == [1, "S", 512] and out_dims["lsnr"] == [1, "S", 1] and out_dims["h1"] == [1, 1, 256]
     info = inspect_folder(folder)
     assert info.variant == "h0"
 
@@ -78,6 +80,11 @@ def test_manifest_describes_the_folder(exported, load):
     host_side = {s["name"] for s in man["states"] if s.get("where") == "host"}
     assert {"analysis_mem", "synthesis_mem", "erb_norm", "unit_norm", "spec_buf", "warmup"} <= host_side
     assert max(man["verification"]["max_abs_diff_vs_torch"].values()) <= 1e-4
+    # every graph dim is the time axis S or a fixed size, never an exporter-generated name (Reluemb_dim_0)
+    dims = {d for f in man["files"].values() for k in ("inputs", "outputs") for e in f.get(k, []) for d in e["shape"]}
+    assert {d for d in dims if isinstance(d, str)} == {"S"}
+    by_name = {e["name"]: e["shape"] for e in man["files"]["df_dec.onnx"]["outputs"]}
+    assert by_name["df_h1"] == [2, 1, 256] and by_name["df_dec_df_convp_next"] == [1, 64, 4, 96]
     assert set(man["files"]) == {"enc.onnx", "erb_dec.onnx", "df_dec.onnx", "config.ini"}
 
 

@@ -1,10 +1,11 @@
 """Hardening: bad audio, broken model folders, interrupted exports, long streams.
 
 Every path that takes audio -- ``enhance_offline`` and :func:`dfnb.runtime.enhance` with the PyTorch stream,
-the onnxruntime host on a ``full`` and a ``step`` folder and the fast step host -- must treat bad input the same way: a documented :class:`~dfnb.errors.DfnbError`, never a
-crash, and never a NaN that reaches the model. Short inputs (even 1 sample) are padded and processed: the
-output has the input's length. The exit codes and messages of the CLI are in tests/test_cli.py and
-docs/errors.md; the random-input search is tests/test_properties.py.
+the onnxruntime host on a ``full`` and a ``step`` folder and the fast step host -- must treat bad input the
+same way: a documented :class:`~dfnb.errors.DfnbError`, never a crash, and never a NaN that reaches the model.
+Short inputs (even 1 sample) are padded and processed: the output has the input's length. The exit codes and
+messages of the CLI are in tests/test_cli.py and docs/errors.md; the random-input search is
+tests/test_properties.py.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ import soundfile as sf
 from dfnb import cli
 from dfnb.audio import read_audio
 from dfnb.errors import AudioError, DfnbError, ExportError, ModelFolderError, StateError
-from dfnb.export import _cleanup_stale, export_model
+from dfnb.export import export_model
 from dfnb.folder import check_feeds
 from dfnb.hosts.fast import FastStepHost
 from dfnb.hosts.onnx import Host
 from dfnb.metrics import snr_of_difference
 from dfnb.offline import enhance_offline
+from dfnb.placement import cleanup_stale
 from dfnb.runtime import enhance as rt_enhance
 from dfnb.streaming import Stream
 
@@ -146,7 +148,8 @@ def test_inf_in_a_running_pytorch_stream_is_refused_and_the_stream_goes_on(m3, r
     y0 = s.process(x[: 4 * HOP])
     bad = x[4 * HOP : 5 * HOP].copy()
     bad[3] = np.inf
-    with pytest.raises(AudioError, match=r"PyTorch stream: stream sample 1923 \(at 0\.040 s; sample 3 of this call\) is Inf"):
+    with pytest.raises(AudioError,
+                       match=r"PyTorch stream: stream sample 1923 \(at 0\.040 s; sample 3 of this call\) is Inf"):
         s.process(bad)
     assert np.array_equal(np.concatenate([y0, s.process(x[4 * HOP :])]), ref)
 
@@ -384,7 +387,8 @@ def _wait_midway(p: subprocess.Popen, out: Path, timeout: float = 180) -> Path:
     """The export's temp folder, once it holds its .pid and a finished enc.onnx."""
     t = time.monotonic()
     while time.monotonic() - t < timeout:
-        hit = [d for d in out.parent.glob(f".{out.name}.tmp-*") if (d / ".pid").is_file() and (d / "enc.onnx").is_file()]
+        hit = [d for d in out.parent.glob(f".{out.name}.tmp-*")
+               if (d / ".pid").is_file() and (d / "enc.onnx").is_file()]
         if hit:
             time.sleep(0.2)  # into the pause
             return hit[0]
@@ -443,7 +447,7 @@ def test_stale_cleanup_spares_live_runs_and_restores_a_swapped_out_folder(tmp_pa
     old = tmp_path / f".{name}.old-abc"  # killed between the two renames of the swap
     old.mkdir()
     (old / "config.ini").write_text("old")
-    _cleanup_stale(tmp_path, name)
+    cleanup_stale(tmp_path, name)
     assert live.is_dir() and not dead.exists() and not nopid.exists()
     assert (tmp_path / name / "config.ini").read_text() == "old" and not old.exists()
 

@@ -48,12 +48,14 @@ def test_spec_is_read_from_the_release_config(name, tmp_path):
     assert spec.name == name and spec.family == ini["train"]["model"]
     merged = {**ini["deepfilternet"], **ini["df"]}
     for field in ("sr", "fft_size", "hop_size", "nb_erb", "nb_df", "df_order", "df_lookahead", "conv_lookahead",
-                  "conv_ch", "emb_hidden_dim", "df_hidden_dim", "emb_num_layers", "df_num_layers", "df_pathway_kernel_size_t"):
+                  "conv_ch", "emb_hidden_dim", "df_hidden_dim", "emb_num_layers", "df_num_layers",
+                  "df_pathway_kernel_size_t"):
         assert getattr(spec, field) == int(merged[field]), field
     assert spec.min_nb_erb_freqs == int(merged["min_nb_erb_freqs"])
     assert (spec.lsnr_min, spec.lsnr_max) == (float(merged["lsnr_min"]), float(merged["lsnr_max"]))
     assert spec.conv_kernel == tuple(int(x) for x in merged["conv_kernel"].split(","))
-    assert spec.convt_kernel == tuple(net.erb_dec.convt2[0].kernel_size)  # DFN3 default (1, 3) when absent; DFN2: conv_kernel
+    # DFN3 default (1, 3) when absent; DFN2: conv_kernel
+    assert spec.convt_kernel == tuple(net.erb_dec.convt2[0].kernel_size)
     assert spec.norm_alpha == get_norm_alpha(False) and spec.freq_bins == spec.fft_size // 2 + 1
     assert sum(spec.erb_widths) == spec.freq_bins and len(spec.erb_widths) == spec.nb_erb
     assert net.enc.emb_gru.gru.hidden_size == spec.emb_hidden_dim and not net.training
@@ -91,7 +93,8 @@ def test_build_model_from_two_threads(tmp_path):
 
 
 def test_unknown_name():
-    with pytest.raises(ModelError, match="Unknown model 'DeepFilterNet4'.*DeepFilterNet3, DeepFilterNet2, DeepFilterNet3_ll, DeepFilterNet2_ll"):
+    with pytest.raises(ModelError, match="Unknown model 'DeepFilterNet4'.*"
+                                         "DeepFilterNet3, DeepFilterNet2, DeepFilterNet3_ll, DeepFilterNet2_ll"):
         models.load_model("DeepFilterNet4")
     with pytest.raises(AssetNotFoundError, match="does not exist"):
         models.load_model("/no/such/DeepFilterNet3_onnx.tar.gz")
@@ -114,7 +117,8 @@ def test_nothing_found_lists_every_place(nowhere):
     with pytest.raises(AssetNotFoundError) as e:
         models.load_model("DeepFilterNet3", models_dir=nowhere / "models")
     msg = str(e.value)
-    for place in ("mirror/models/onnx-official/DeepFilterNet3_onnx.tar.gz", "shared/models/onnx-official/DeepFilterNet3_onnx.tar.gz",
+    for place in ("mirror/models/onnx-official/DeepFilterNet3_onnx.tar.gz",
+                  "shared/models/onnx-official/DeepFilterNet3_onnx.tar.gz",
                   "df-cache/DeepFilterNet3", "DFNB_OFFLINE", "set DFNB_MIRROR", "beside the checkout", "pass a path"):
         assert place in msg, place
     with pytest.raises(AssetNotFoundError, match="not offered for DeepFilterNet3_ll"):
@@ -136,7 +140,8 @@ def test_config_and_weights_that_disagree(tmp_path):
     bad = tmp_path / "mixed"
     shutil.copytree(lm.folder, bad)
     (bad / "config.ini").write_bytes(release("DeepFilterNet3_ll")["config.ini"])
-    with pytest.raises(ModelError, match=r"disagree at enc\.erb_conv1\.1\.weight: .*expects \(64, 1, 2, 3\).*has \(64, 64, 1, 1\)"):
+    with pytest.raises(ModelError,
+                       match=r"disagree at enc\.erb_conv1\.1\.weight: .*expects \(64, 1, 2, 3\).*has \(64, 64, 1, 1\)"):
         models.load_checkpoint_folder(bad)
 
 
@@ -200,7 +205,8 @@ def test_explicit_paths(tmp_path):
 
 
 def test_deepfilternet_cache_is_used_when_no_release(nowhere, shared_dir):
-    imported = models.load_model(shared_dir / "models" / "onnx-official" / "DeepFilterNet3_onnx.tar.gz", models_dir=nowhere / "m")
+    imported = models.load_model(shared_dir / "models" / "onnx-official" / "DeepFilterNet3_onnx.tar.gz",
+                                 models_dir=nowhere / "m")
     cache = nowhere / "df-cache" / "DeepFilterNet3"
     shutil.copytree(imported.folder, cache, ignore=shutil.ignore_patterns("provenance.json"))
     lm = models.load_model("DeepFilterNet3", models_dir=nowhere / "m")

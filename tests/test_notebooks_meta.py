@@ -1,6 +1,7 @@
 """House rules of the notebooks, checked without running them (``make test`` runs them through nbmake).
 
-Every ``notebooks/NN_*.py`` (jupytext percent format, the source of truth) has a paired ``.ipynb`` that:
+Every ``notebooks/NN_*.py`` and the fidelity report ``notebooks/fidelity_report.py`` (jupytext percent format,
+the source of truth) has a paired ``.ipynb`` that:
 is committed without outputs, has one parameters cell (tagged ``parameters``) reading ``DFNB_FAST``, opens with
 a markdown cell stating the question and "What you will learn", ends with a markdown "Summary" (and "Where to
 go next"), and holds exactly the cells of its ``.py`` (a jupytext round trip).
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+NUMBERED = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+SOURCES = NUMBERED + [NOTEBOOKS / "fidelity_report.py"]
 FIX = "regenerate it with `.venv/bin/jupytext --to ipynb notebooks/{stem}.py` (outputs stay stripped)"
 
 
@@ -27,10 +29,11 @@ def _src(cell: dict) -> str:
     return "".join(s) if isinstance(s, list) else s
 
 
-def test_the_six_notebooks_exist():
-    stems = [p.stem[:2] for p in SOURCES]
-    assert stems == ["00", "01", "02", "03", "04", "05"], f"notebooks/ holds {[p.name for p in SOURCES]}"
-    orphans = {p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")} - {p.stem for p in SOURCES}
+def test_the_story_notebooks_exist():
+    stems = [p.stem[:2] for p in NUMBERED]
+    assert stems[:6] == ["00", "01", "02", "03", "04", "05"], f"notebooks/ holds {[p.name for p in NUMBERED]}"
+    assert stems == sorted(set(stems)), f"two notebooks share a number: {[p.name for p in NUMBERED]}"
+    orphans = {p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")} - {p.stem for p in NUMBERED}
     assert not orphans, f"notebooks without a .py source: {sorted(orphans)}; the .py is the source of truth"
 
 
@@ -81,9 +84,16 @@ def test_ipynb_matches_py(py):
 
 
 def test_report_runs_every_notebook_in_full_mode(monkeypatch):
+    import os
+
     from dfnb import report
 
-    assert [p.stem for p in report.find_notebooks()] == [p.stem for p in SOURCES]
+    assert [p.stem for p in report.find_notebooks()] == [p.stem for p in NUMBERED]
     assert [p.stem for p in report.find_notebooks(only=["03"])] == ["03_compare_outputs"]
+    assert report.FIDELITY_NOTEBOOK.exists() and report.FIDELITY_NOTEBOOK.stem == "fidelity_report"
     monkeypatch.setenv("DFNB_FAST", "1")
-    assert "DFNB_FAST" not in report._full_mode_env()
+    with report._mode(fast=False):
+        assert "DFNB_FAST" not in os.environ
+    with report._mode(fast=True):
+        assert os.environ["DFNB_FAST"] == "1"
+    assert os.environ["DFNB_FAST"] == "1"

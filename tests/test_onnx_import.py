@@ -21,12 +21,12 @@ NAMES = models.MODEL_NAMES
 ENC_OUT = ("e0", "e1", "e2", "e3", "emb", "c0", "lsnr")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def release(name: str) -> dict[str, bytes]:
     return onnx_import.read_release(models.find_release_tarball(name)[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sessions(name: str) -> dict:
     import onnxruntime as ort
 
@@ -44,7 +44,8 @@ def loaded(tmp_path_factory):
 
 
 def features(lm: models.LoadedModel, audio: np.ndarray):
-    """(spec [1,1,T,F,2], feat_erb [1,1,T,E], feat_spec [1,1,T,nb_df,2]) as df.enhance.df_features, with the model's alpha."""
+    """(spec [1,1,T,F,2], feat_erb [1,1,T,E], feat_spec [1,1,T,nb_df,2]) as df.enhance.df_features, with the
+    model's alpha."""
     import_df()
     from df.utils import as_real
     from libdf import erb, erb_norm, unit_norm
@@ -78,7 +79,8 @@ def torch_outputs(net, fe, fs) -> dict[str, np.ndarray]:
 def onnx_outputs(name: str, fe, fs) -> dict[str, np.ndarray]:
     s = sessions(name)
     assert [i.name for i in s["enc"].get_inputs()] == ["feat_erb", "feat_spec"]
-    out = dict(zip([o.name for o in s["enc"].get_outputs()], s["enc"].run(None, {"feat_erb": fe.numpy(), "feat_spec": fs.numpy()})))
+    enc_out = s["enc"].run(None, {"feat_erb": fe.numpy(), "feat_spec": fs.numpy()})
+    out = dict(zip([o.name for o in s["enc"].get_outputs()], enc_out))
     out["m"] = s["erb_dec"].run(None, {i.name: out[i.name] for i in s["erb_dec"].get_inputs()})[0]
     d = s["df_dec"].run(None, {i.name: out[i.name] for i in s["df_dec"].get_inputs()})
     out["coefs"], out["alpha"] = d[0], d[1]  # second output is unnamed in the releases ('235', '217', '302')

@@ -94,23 +94,67 @@ def test_plot_spectrograms_share_one_scale(sig, tmp_path):
         P.plot_spectrograms({"a": clean, "b": noisy}, axes=axes[:1])
 
 
-def test_plot_difference_spectrogram(sig, tmp_path):
+def test_plot_difference_spectrogram_uses_the_signals_scale(sig, tmp_path):
     clean, noisy = sig
     fig = P.plot_difference_spectrogram(clean, noisy, title="gru variant")
     ax = fig.axes[0]
-    assert ax.images[0].get_clim() == (-120, 0)
+    assert ax.images[0].get_clim() == P.shared_db_limits(P.spectrogram_db(clean))  # the reference's scale
     snr = snr_of_difference(clean, noisy)
     assert "gru variant" in ax.get_title() and f"{snr:.1f} dB" in ax.get_title()
-    assert "inf dB" in P.plot_difference_spectrogram(clean, clean).axes[0].get_title()
+    note = [t.get_text() for t in ax.texts if t.get_gid() == "floor-note"]
+    assert len(note) == 1 and f"{snr:.1f} dB" in note[0] and "below this scale's floor" not in note[0]
     _png_ok(fig, tmp_path, "diff.png")
     with pytest.raises(AudioError):
         P.plot_difference_spectrogram(clean, noisy[:-1])
 
 
+def test_an_exact_difference_is_visibly_below_the_floor(sig):
+    """A round-off difference is drawn in the 'under' grey and the panel says so: never a black panel that looks
+    like a broken (all-zero) output."""
+    clean, _ = sig
+    tiny = clean + 1e-7 * np.sin(np.arange(clean.size))
+    ax = P.plot_difference_spectrogram(clean, tiny).axes[0]
+    im = ax.images[0]
+    assert np.all(np.asarray(im.get_array()) < im.get_clim()[0])  # every bin under the floor...
+    under = im.get_cmap().get_under()
+    assert np.allclose(under[:3], matplotlib.colors.to_rgb(P.UNDER_COLOR))  # ...shown grey, not black
+    assert min(under[:3]) > 0.5
+    note = next(t.get_text() for t in ax.texts if t.get_gid() == "floor-note")
+    assert "below this scale's floor" in note and "dB below the signal's loudest bin" in note
+    assert "inf dB" in P.plot_difference_spectrogram(clean, clean).axes[0].get_title()
+
+
+def test_plot_differences_one_scale_one_colorbar_boundary_ticks(sig, tmp_path):
+    clean, noisy = sig
+    tests = {"a": noisy, "b": clean + 1e-7}
+    ticks = P.boundary_times(clean.size, SR, chunk_hops=10, delay_samples=1440)
+    fig = P.plot_differences(clean, tests, SR, with_outputs=True, boundaries=ticks, zoom=(0.2, 0.7), title="zoom")
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 1 + 2 * len(tests)  # reference, then output + difference per test
+    assert len({im.get_clim() for ax in panels for im in ax.images}) == 1  # ONE scale for signals and differences
+    assert sum(ax.get_ylabel().startswith("power (dB)") for ax in fig.axes) == 1  # one shared colorbar
+    assert all(ax.get_xlim() == (0.2, 0.7) for ax in panels)
+    ticked = [ax for ax in panels if any(c.get_gid() == "chunk-boundary" for c in ax.collections)]
+    assert len(ticked) == 2 * len(tests)  # outputs and differences, not the reference
+    assert "one scale" in fig._suptitle.get_text()
+    _png_ok(fig, tmp_path, "diffs")
+    fig = P.plot_differences(clean, tests, SR, ncols=2)
+    assert len([ax for ax in fig.axes if ax.images]) == 2
+
+
+def test_boundary_times_are_in_output_time():
+    assert np.allclose(P.boundary_times(48000, SR, chunk_hops=10), np.arange(1, 10) * 0.1)
+    shifted = P.boundary_times(48000, SR, chunk_hops=10, delay_samples=1440)  # 30 ms delay
+    assert np.allclose(shifted, np.arange(1, 11) * 0.1 - 0.03)
+    with pytest.raises(DfnbError, match="positive"):
+        P.boundary_times(48000, SR, chunk_hops=0)
+
+
 @pytest.mark.parametrize("chunk_hops, n_boundaries", [(None, 0), (10, 9), (7, 14), (100, 0), (1, 99)])
 def test_plot_error_vs_time_chunk_boundaries(sig, chunk_hops, n_boundaries):
     clean, noisy = sig                                  # 48000 samples = 100 hops
-    fig = P.plot_error_vs_time(clean, {"stateless": noisy, "exact": clean}, chunk_hops=chunk_hops, title="DFN3")
+    fig = P.plot_error_vs_time(clean, {"stateless": noisy, "exact": clean}, chunk_hops=chunk_hops, title="DFN3",
+                               exact_db=90)
     ax = fig.axes[0]
     lines = [ln for ln in ax.lines if ln.get_gid() == "chunk-boundary"]
     assert len(lines) == n_boundaries
@@ -120,10 +164,30 @@ def test_plot_error_vs_time_chunk_boundaries(sig, chunk_hops, n_boundaries):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[:2] == ["stateless", "exact"]
     assert any("chunk boundary" in t for t in labels) == bool(n_boundaries)
-    curves = {ln.get_label(): ln.get_ydata() for ln in ax.lines if ln.get_gid() != "chunk-boundary"}
+    curves = {ln.get_gid().split(":", 1)[1]: ln.get_ydata() for ln in ax.lines
+              if (ln.get_gid() or "").startswith("series:")}
     assert len(curves["stateless"]) == 100
-    assert np.nanmax(curves["exact"]) == 200.0
+    top = ax.get_ylim()[1] - 3
+    assert np.nanmax(curves["exact"]) == top < 200  # identical hops drawn at the top of a sensible axis
+    assert top >= np.nanmax(curves["stateless"]) + 10
+    assert any("identical" in t.get_text() for t in ax.texts)
     assert ax.get_xlabel() == "time (s)"
+
+
+def test_overlapping_lines_are_named_and_styled():
+    a = np.linspace(0, 10, 20)
+    labels = P.coincident_labels({"full": a, "step": a + 0.1, "gru": a + 5})
+    assert labels == {"full": "full (hidden under step)", "step": "step", "gru": "gru"}
+    assert P.coincident_labels({"x": [np.inf, 1.0], "y": [1.0, 1.0]})["x"] == "x"  # inf only matches inf
+    same_y = {"full": [133.0, 133.1], "step": [133.0, 133.1]}
+    assert P.coincident_labels(same_y, x={"full": [60, 120], "step": [65, 140]})["full"] == "full"  # elsewhere in x
+    fig = P.plot_lsnr({"offline": a, "full": a, "stateless": a + 3})
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[0] == "offline (hidden under full)"
+    styles = {ln.get_gid(): (ln.get_linestyle(), ln.get_linewidth()) for ln in ax.lines}
+    assert styles["series:offline"][1] > styles["series:full"][1]  # the hidden line shows as a wider rim
+    assert styles["series:full"][0] != styles["series:stateless"][0]
 
 
 def test_plot_error_vs_time_uses_ax(sig, tmp_path):
@@ -188,12 +252,18 @@ def test_plot_pca_path_recovers_known_plane(tmp_path):
 
 def test_plot_error_vs_chunk(tmp_path):
     chunks = [1, 2, 4, 8, 16]
-    fig = P.plot_error_vs_chunk(chunks, {"stateless": [5, 10, 15, 20, 25], "gru": [np.inf] * 5},
-                                title="DeepFilterNet3, p232_013")
+    fig = P.plot_error_vs_chunk(chunks, {"stateless": [5, 10, 15, 20, 25], "gru": [np.inf] * 5,
+                                         "full": [133.0] * 5, "step": [133.2] * 5},
+                                title="DeepFilterNet3, p232_013", exact_db=90)
     ax = fig.axes[0]
-    assert list(ax.lines[1].get_ydata()) == [200.0] * 5
+    series = {ln.get_gid().split(":", 1)[1]: ln for ln in ax.lines if (ln.get_gid() or "").startswith("series:")}
+    top = ax.get_ylim()[1] - 3
+    assert list(series["gru"].get_ydata()) == [top] * 5 and top == 150  # 10 dB over 133, not 200
     assert "DeepFilterNet3, p232_013" in ax.get_title()
     assert ax.get_xlabel() == "chunk size (hops)"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "full (hidden under step)" in labels and any("exact" in t for t in labels)
+    assert not np.allclose(series["full"].get_xdata(), series["step"].get_xdata())  # offset: both markers show
     _png_ok(fig, tmp_path, "chunks.png")
     fig2, ax2 = plt.subplots()
     assert P.plot_error_vs_chunk(chunks, {"a": chunks}, ax=ax2) is fig2

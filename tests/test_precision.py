@@ -76,7 +76,7 @@ def test_unrolled_gru_and_regated_graph_are_exact(step, clip, tmp_path):
 
 
 def test_refusals(step, tmp_path):
-    with pytest.raises(ExportError, match="unknown precision"):
+    with pytest.raises(ExportError, match="precision must be one of"):
         export_precision(step, tmp_path / "x", "int4")
     with pytest.raises(ExportError, match="calibration clip"):
         export_precision(step, tmp_path / "x", "int8-static", calibration=(FIDELITY_CLIP,))

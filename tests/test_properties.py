@@ -154,7 +154,7 @@ def test_check_audio():
 
 def test_enhance_offline(m3):
     def body(x, sr):
-        valid = _well_formed(x) and _valid_sr(sr)
+        valid = _well_formed(x) and (sr is None or _valid_sr(sr))  # sr=None: the model's rate (documented default)
         _check(lambda: enhance_offline(m3, x, sr).audio, x, valid, x.size, "offline")
         return valid
 
@@ -219,3 +219,139 @@ def test_generator_reaches_every_kind_of_input():
                                                  ("valid", True), ("valid", False), ("nan", True), ("inf", True),
                                                  ("short", True)]:
         assert k in seen, k
+
+
+# ==========================================================================================================
+# Wrong types at every public entry point: a DfnbError that names the argument, never a bare TypeError
+# ==========================================================================================================
+JUNK = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True),
+                 st.text(max_size=3), st.binary(max_size=2), st.lists(st.integers(0, 3), max_size=2),
+                 st.dictionaries(st.text(max_size=2), st.integers(0, 3), max_size=1), st.just(object()),
+                 st.just(np.zeros((2, 2), np.float32)), st.just(np.zeros(5, np.int64)))
+
+
+@pytest.fixture(scope="module")
+def api(m3, full_host, fast_host, exported, tmp_path_factory):
+    """Every public entry point with valid arguments: ``name -> (function, args, kwargs)``."""
+    import soundfile as sf
+
+    from dfnb import audio, clips, folder, hosts, metrics, runtime
+    from dfnb.export import default_folder
+    from dfnb.files import enhance_file
+    from dfnb.hosts.official import OfficialLikeHost
+    from dfnb.offline import BlockOffline
+
+    tmp = tmp_path_factory.mktemp("api")
+    wav = tmp / "in.wav"
+    sf.write(str(wav), np.zeros(2400, np.float32), 48000)
+    full, step = full_host[0], exported("DeepFilterNet3", "step")
+    x = np.zeros(2400, np.float32)
+    h = full_host[1]
+    return tmp, {
+        "enhance": (runtime.enhance, [h, x], {"chunk": 1, "progress": None}),
+        "enhance_file": (enhance_file, [h, wav, tmp / "out.wav"],
+                         {"chunk": 1, "subtype": None, "overwrite": True, "downmix": False, "progress": None,
+                          "block_seconds": 1.0}),
+        "Feeder": (runtime.Feeder, [h], {"chunk": 1, "total_hops": 0, "progress": None}),
+        "Host": (Host, [full], {"threads": 1, "per_call_offline": False, "reset_dsp": False, "probes": False}),
+        "FastStepHost": (FastStepHost, [step], {"threads": 1, "lean": True, "session_config": None, "gains": False,
+                                                "probes": False}),
+        "OfficialLikeHost": (OfficialLikeHost, [step], {"atten_lim_db": 100.0, "post_filter_beta": 0.0,
+                                                        "min_db_thresh": -15.0, "silence_hops": 0,
+                                                        "tract_start": True}),
+        "open_host": (hosts.open_host, [full], {"host": "auto", "threads": 1}),
+        "Stream": (Stream, [m3], {"carry": ("stft", "norm"), "probes": False}),
+        "BlockOffline": (BlockOffline, [m3], {"probes": False}),
+        "enhance_offline": (enhance_offline, [m3, x], {"sr": 48000, "probes": False, "output_sr": 48000,
+                                                       "atten_lim_db": None}),
+        "inspect_folder": (folder.inspect_folder, [full], {"threads": 1}),
+        "check_feeds": (folder.check_feeds, [full / "enc.onnx", {}], {}),
+        "open_session": (folder.open_session, [full / "enc.onnx"], {"threads": 1}),
+        "Host.set_state": (h.set_state, ["h0", np.zeros((1, 1, 256), np.float32)], {}),
+        "FastStepHost.analyse": (fast_host.analyse, [np.zeros(HOP, np.float32)], {}),
+        "read_audio": (audio.read_audio, [wav], {"downmix": False}),
+        "AudioReader": (audio.AudioReader, [wav], {"downmix": False}),
+        "write_audio": (audio.write_audio, [tmp / "w.wav", x, 48000], {"overwrite": True, "subtype": None,
+                                                                         "sources": ()}),
+        "check_output": (audio.check_output, [tmp / "c.wav"], {"subtype": None, "overwrite": False, "sources": ()}),
+        "resample": (audio.resample, [x, 48000, 16000], {}),
+        "snr_of_difference": (metrics.snr_of_difference, [x + 1, x + 1], {}),
+        "speech_active_hops": (metrics.speech_active_hops, [x + 1], {"hop": 480, "threshold_db": -40.0}),
+        "load_clip": (clips.load_clip, ["vb_p232_013"], {}),
+        "default_folder": (default_folder, ["DeepFilterNet3", "full"], {"root": "models"}),
+    }
+
+
+def test_wrong_types_at_every_entry_point_are_dfnb_errors(api):
+    """Any argument of any public entry point replaced by junk (None, bools, numbers, NaN, strings, bytes, lists,
+    dicts, objects, arrays): the call succeeds (the junk happened to be valid) or raises a DfnbError with a
+    one-line message, never another exception. Runs in a scratch folder: junk strings are paths too."""
+    import os
+
+    tmp, entries = api
+    slots = [(name, slot) for name, (_, args, kw) in entries.items() for slot in [*range(len(args)), *kw]]
+    seen: set = set()
+
+    @settings(max_examples=400, **SETTINGS)
+    @given(which=st.sampled_from(slots), junk=JUNK)
+    def prop(which, junk):
+        name, slot = which
+        fn, args, kw = entries[name]
+        args, kw = list(args), dict(kw)
+        if isinstance(slot, int):
+            args[slot] = junk
+        else:
+            kw[slot] = junk
+        try:
+            fn(*args, **kw)
+        except DfnbError as e:
+            assert str(e).strip() and "\n" not in str(e).strip(), (name, slot, junk, str(e))
+            seen.add(name)
+
+    cwd = os.getcwd()
+    os.chdir(tmp)
+    try:
+        prop()
+    finally:
+        os.chdir(cwd)
+    assert seen == set(entries), f"entry points never refusing junk: {sorted(set(entries) - seen)}"
+
+
+@pytest.mark.parametrize("call,error,phrase", [
+    ("enhance(None, x)", "ArgumentError", "enhance() needs a dfnb runtime"),
+    ("Host(full, threads='2')", "ModelFolderError", "threads must be a positive int, got '2'"),
+    ("FastStepHost(step, threads='2')", "ModelFolderError", "threads must be a positive int, got '2'"),
+    ("open_host(full, threads=2.0)", "ModelFolderError", "threads must be a positive int, got 2.0"),
+    ("open_host(123)", "ModelFolderError", "folder must be the path of a model folder"),
+    ("Stream(None)", "ArgumentError", "Stream needs a loaded model"),
+    ("Host(full, probes=5)", "ArgumentError", "probes must be True/False or a list of state names"),
+    ("enhance(host, x, chunk='7')", "ArgumentError", "chunk must be a positive int, got '7'"),
+    ("inspect_folder(None)", "ModelFolderError", "folder must be the path of a model folder"),
+    ("fast.analyse(np.zeros(479, np.float32))", "AudioError", "analyse() takes one hop of 480 float32 samples"),
+    ("enhance_offline(None, x)", "ArgumentError", "enhance_offline() needs a loaded model"),
+    ("load_model(None)", "ModelError", "load_model() takes a model name"),
+    ("export_model(m, 'full', None)", "ExportError", "out must be the path of the folder to export to"),
+    ("pack_states(None, tmp)", "ModelFolderError", "step_folder must be the path of a step folder"),
+    ("write_audio(None, x, 48000)", "AudioError", "output path must be the path of an audio file"),
+    ("check_feeds(None, {})", "StateError", "model must be an onnxruntime session or the path of an .onnx file"),
+    ("Host(full).set_state('h0', None)", "StateError", "state 'h0' must be a float32 array, got NoneType"),
+    ("load_clip(['x'])", "AssetNotFoundError", "unknown clip ['x']"),
+])
+def test_the_issue_examples_name_the_argument(call, error, phrase, m3, full_host, fast_host, exported, tmp_path):
+    from dfnb import errors
+    from dfnb.clips import load_clip
+    from dfnb.export import export_model
+    from dfnb.folder import check_feeds, inspect_folder
+    from dfnb.hosts import open_host
+    from dfnb.models import load_model
+    from dfnb.surgery import pack_states
+
+    env = {"x": np.zeros(480, np.float32), "full": full_host[0], "step": exported("DeepFilterNet3", "step"),
+           "host": full_host[1], "fast": fast_host, "m": m3, "tmp": tmp_path, "np": np, "Host": Host,
+           "FastStepHost": FastStepHost, "Stream": Stream, "enhance": enhance, "enhance_offline": enhance_offline,
+           "open_host": open_host, "inspect_folder": inspect_folder, "load_model": load_model,
+           "export_model": export_model, "pack_states": pack_states, "check_feeds": check_feeds,
+           "load_clip": load_clip, "write_audio": __import__("dfnb.audio", fromlist=["write_audio"]).write_audio}
+    with pytest.raises(getattr(errors, error)) as e:
+        eval(call, env)
+    assert phrase in str(e.value) and "\n" not in str(e.value)

@@ -10,8 +10,6 @@ Each module is one host, and each host is a :class:`dfnb.runtime.Runtime` (``res
   holds many streams).
 
 Nothing here imports torch: a realtime user deploys an exported folder with numpy, libdf and onnxruntime only.
-
-Notebook: 02_stateful_export
 """
 
 from __future__ import annotations
@@ -29,25 +27,43 @@ def open_host(folder: Path | str, *, host: str = "auto", threads: int = 1, **kw:
     """A runtime for an exported folder: :class:`~dfnb.hosts.fast.FastStepHost` for ``step`` folders, else the
     general :class:`~dfnb.hosts.onnx.Host` (``host="onnx"`` forces it; ``**kw`` go to the host).
 
+    Parameters
+    ----------
+    folder : path
+        A model folder (any dfnb variant, or upstream's three files with their ``config.ini``).
+    host : {"auto", "onnx", "fast"}
+        ``auto``: the fast host for a ``step`` folder when no ``**kw`` are given, else the general host.
+    threads : int
+        onnxruntime intra-op threads.
+    **kw
+        Passed to :class:`~dfnb.hosts.onnx.Host` (``per_call_offline``, ``reset_dsp``, ``probes``).
+
+    Returns
+    -------
+    dfnb.runtime.Runtime
+        A reset runtime; run it with :func:`dfnb.runtime.enhance` or call ``process``/``flush`` yourself.
+
+    Raises
+    ------
+    DfnbError
+        An unknown ``host``; :class:`~dfnb.errors.ModelFolderError` for a folder that does not check out.
+
     Examples
     --------
     >>> from dfnb.runtime import enhance  # doctest: +SKIP
     >>> y = enhance(open_host("models/dfn3_step"), noisy)  # doctest: +SKIP
-
-    Notebook: 02_stateful_export
     """
-    from ..errors import DfnbError
+    from ..args import check_choice, check_path
+    from ..errors import ModelFolderError
 
-    if host not in HOSTS:
-        raise DfnbError(f"unknown host {host!r}; choose one of {', '.join(HOSTS)}.")
+    host = check_choice(host, "host", HOSTS)
+    folder = check_path(folder, "folder", error=ModelFolderError, what="the path of a model folder")
     from .batched import batch_of
 
     if batch_of(folder) is not None:
-        from ..errors import ModelFolderError
-
         raise ModelFolderError(f"{folder} is a batched step folder (many streams per call); run it with "
                                "dfnb.hosts.batched.BatchedHost, or export a single-stream one (--variant step).")
-    if host == "fast" or (host == "auto" and not kw and (Path(folder) / "step.onnx").is_file()):
+    if host == "fast" or (host == "auto" and not kw and (folder / "step.onnx").is_file()):
         from .fast import FastStepHost
 
         return FastStepHost(folder, threads=threads)

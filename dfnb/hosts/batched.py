@@ -21,6 +21,7 @@ Notebook: 05_realtime
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,103 +30,19 @@ import numpy as np
 
 from .. import audio as audio_mod
 from .. import dsp
-from ..errors import AudioError, ModelFolderError, StateError
+from ..args import check_int, check_path, shown
+from ..assets import sha256_file
+from ..errors import ArgumentError, AudioError, ModelFolderError, StateError
 from ..folder import open_session
 from ..layout import ModelConfig, delay_frames
+from ..runtime import gate_block
+from ..threads import ThreadGuard
+from .batched_dsp import BatchedDsp
 
-__all__ = ["BatchedDsp", "BatchedHost", "enhance_many", "batch_of"]
+__all__ = ["BatchedHost", "enhance_many", "batch_of"]
 
 _F32 = np.float32
 _BASE_IN = ("spec", "feat_erb", "feat_spec")
-
-
-class BatchedDsp:
-    """Per-hop analysis, features and synthesis of ``capacity`` streams at once, rows ``0..k-1``.
-
-    The arithmetic of :mod:`dfnb.dsp` (and :class:`dfnb.hosts.fast.LeanDsp`) in the same order, on ``[k, ...]``
-    arrays; state rows ``analysis_mem``, ``synthesis_mem``, ``erb_norm``, ``unit_norm`` as in
-    :class:`dfnb.dsp.DspState`. Needs ``fft_size == 2 * hop_size`` (every DeepFilterNet release).
-    """
-
-    def __init__(self, cfg: dsp.DspConfig, capacity: int):
-        t = cfg._t  # the config's precomputed tables (window, bands), as LeanDsp uses them
-        if not t.fast_ola:
-            raise ModelFolderError(f"BatchedHost needs fft_size == 2 * hop_size, got {cfg.fft_size}/{cfg.hop_size}; "
-                                   "run this model with the single-stream host.")
-        self.cfg, self.t, n = cfg, t, capacity
-        m, f = t.mem_len, cfg.freq_bins
-        self.analysis_mem = np.zeros((n, m), _F32)
-        self.synthesis_mem = np.zeros((n, m), _F32)
-        self.erb_norm = np.zeros((n, cfg.nb_erb), _F32)
-        self.unit_norm = np.zeros((n, cfg.nb_df), _F32)
-        self._frame = np.empty((n, cfg.fft_size), _F32)
-        self._sq = np.empty((n, 2 * f), _F32)
-        self._pw = np.empty((n, f), _F32)
-        self._db = np.empty((n, cfg.nb_erb), _F32)
-        self._tmp_e = np.empty((n, cfg.nb_erb), _F32)
-        self._mag = np.empty((n, cfg.nb_df), _F32)
-        self._tmp_d = np.empty((n, cfg.nb_df), _F32)
-        self._out = np.empty((n, cfg.hop_size), _F32)
-
-    def reset_row(self, i: int) -> None:
-        self.analysis_mem[i] = 0.0
-        self.synthesis_mem[i] = 0.0
-        self.erb_norm[i] = self.t.erb_init
-        self.unit_norm[i] = self.t.unit_init
-
-    def move_row(self, src: int, dst: int) -> None:
-        for a in (self.analysis_mem, self.synthesis_mem, self.erb_norm, self.unit_norm):
-            a[dst] = a[src]
-
-    def analysis_into(self, x: np.ndarray, out: np.ndarray) -> None:
-        """Rows of hops ``x`` (float32 [k, hop]) -> spectra ``out`` (complex64 [k, F])."""
-        k, t, m = len(x), self.t, self.t.mem_len
-        buf, mem = self._frame[:k], self.analysis_mem[:k]
-        np.multiply(mem, t.w_first, out=buf[:, :m])
-        np.multiply(x, t.w_second, out=buf[:, m:])
-        mem[:] = x
-        spec = np.fft.rfft(buf, axis=-1)  # float64 inside, like dfnb.dsp
-        np.multiply(spec, t.wnorm, out=spec)
-        out[:] = spec
-
-    def features_into(self, spec: np.ndarray, erb_out: np.ndarray, df_out: np.ndarray) -> None:
-        """ERB features (float32 [k, E]) and unit-normalised DF spectra (float32 [k, nb_df, 2]) of ``spec``."""
-        k, t, nb_df = len(spec), self.t, self.cfg.nb_df
-        sq, pw, db, tmp_e = self._sq[:k], self._pw[:k], self._db[:k], self._tmp_e[:k]
-        v = spec.view(_F32)
-        np.multiply(v, v, out=sq)
-        np.add(sq[:, 0::2], sq[:, 1::2], out=pw)
-        np.add.reduceat(pw, t.band_starts, axis=1, out=db)
-        db *= t.band_scale
-        db += _F32(1e-10)
-        np.log10(db, out=db)
-        db *= _F32(10.0)
-        mean, unit = self.erb_norm[:k], self.unit_norm[:k]
-        mean *= t.alpha
-        np.multiply(db, t.one_minus_alpha, out=tmp_e)
-        mean += tmp_e
-        db -= mean
-        x = spec[:, :nb_df]
-        mag, tmp_d = self._mag[:k], self._tmp_d[:k]
-        np.abs(x, out=mag)
-        unit *= t.alpha
-        np.multiply(mag, t.one_minus_alpha, out=tmp_d)
-        unit += tmp_d
-        np.sqrt(unit, out=mag)
-        np.divide(db, _F32(40.0), out=erb_out)
-        np.divide(np.ascontiguousarray(x).view(_F32).reshape(k, nb_df, 2), mag[:, :, None], out=df_out)
-
-    def synthesis(self, spec: np.ndarray, first: int = 0, out: np.ndarray | None = None) -> np.ndarray:
-        """Spectra (complex64 [k, F]) of rows ``first..first+k-1`` -> hops (float32 [k, hop]) written into ``out``
-        (default: a buffer reused by the next call)."""
-        t, h = self.t, self.cfg.hop_size
-        mem = self.synthesis_mem[first : first + len(spec)]
-        y = np.fft.irfft(spec, self.cfg.fft_size, axis=-1, norm="forward").astype(_F32)
-        y *= t.window
-        out = self._out[: len(spec)] if out is None else out
-        np.add(y[:, :h], mem, out=out)
-        mem[:] = y[:, h:]
-        return out
 
 
 def batch_of(folder: Path | str) -> dict | None:
@@ -162,12 +79,13 @@ class BatchedHost:
 
     def __init__(self, folder: Path | str, capacity: int | None = None, *, threads: int = 1,
                  session_config: dict | None = None):
-        self.folder = Path(folder)
+        self.folder = check_path(folder, "folder", error=ModelFolderError, what="the path of a batched step folder")
         man = self._manifest()
         self.batch = man["batch"]
-        self.capacity = int(capacity if capacity is not None else self.batch["streams"])
-        if self.capacity < 1:
-            raise StateError(f"capacity must be a positive number of streams, got {capacity!r}.")
+        self.capacity = check_int(capacity if capacity is not None else self.batch.get("streams"), "capacity",
+                                  hint="the most streams at once, e.g. capacity=32")
+        self.label = "batched host"
+        self._threads = ThreadGuard(self, noun="host", state="its streams' states", runs="enhance_many")
         mc = ModelConfig.read(self.folder / "config.ini")
         self.cfg = dsp.DspConfig.from_spec(mc)
         self.family, self.L = mc.family, int(mc.conv_lookahead)
@@ -204,10 +122,19 @@ class BatchedHost:
         except (OSError, ValueError) as e:
             raise ModelFolderError(f"{self.folder}: no readable manifest.json ({e}); a batched folder is written by "
                                    "`dfnb export --variant step --streams N`.") from None
-        if man.get("variant") != "step" or "batch" not in man:
+        if not isinstance(man, dict) or man.get("variant") != "step" or "batch" not in man:
+            man = man if isinstance(man, dict) else {}
             raise ModelFolderError(f"{self.folder} is not a batched step folder (variant {man.get('variant')!r}, no "
                                    "'batch' section); export one with `dfnb export --variant step --streams N`, or "
                                    "run a single-stream folder with dfnb.hosts.fast.FastStepHost.")
+        # the batched graph is rewritten for batches, so the step-graph facts of dfnb.folder do not apply; the
+        # export verified it stream by stream, and the checksums say these are the files it verified
+        for f in ("step.onnx", "config.ini"):
+            want = ((man.get("files") or {}).get(f) or {}).get("sha256")
+            if not want or not (self.folder / f).is_file() or sha256_file(self.folder / f) != want:
+                raise ModelFolderError(f"{self.folder / f} is missing or not the file exported with this "
+                                       "manifest.json (sha256); re-export the folder (dfnb export --variant step "
+                                       "--streams N --force).")
         return man
 
     # -- streams ---------------------------------------------------------------------------------------
@@ -218,6 +145,10 @@ class BatchedHost:
 
     def join(self) -> int:
         """Open a new stream (fresh state); returns its id."""
+        with self._threads.call("join"):
+            return self._join()
+
+    def _join(self) -> int:
         k = len(self._ids)
         if k >= self.capacity:
             raise StateError(f"all {self.capacity} streams of this host are in use; leave() one first or create the "
@@ -231,8 +162,8 @@ class BatchedHost:
         try:
             return self._ids.index(sid)
         except ValueError:
-            raise StateError(f"stream {sid!r} is not active on this host (active: {list(self._ids)}); join() returns "
-                             "the ids.") from None
+            raise StateError(f"stream {shown(sid)} is not active on this host (active: {list(self._ids)}); join() "
+                             "returns the ids.") from None
 
     def _clear_row(self, r: int) -> None:
         for bufs in self._bufs:
@@ -243,10 +174,15 @@ class BatchedHost:
 
     def reset(self, sid: int) -> None:
         """Restart stream ``sid`` from the initial state (same id, same row)."""
-        self._clear_row(self._row(sid))
+        with self._threads.call("reset"):
+            self._clear_row(self._row(sid))
 
     def leave(self, sid: int, *, flush: bool = True) -> np.ndarray:
         """Close stream ``sid``; with ``flush``, first drain its lookahead (returns ``delay_frames`` hops)."""
+        with self._threads.call("leave"):
+            return self._leave(sid, flush)
+
+    def _leave(self, sid: int, flush: bool) -> np.ndarray:
         r = self._row(sid)
         last = len(self._ids) - 1
         tail = self._flush_row(r) if flush else np.zeros(0, _F32)
@@ -309,20 +245,71 @@ class BatchedHost:
 
     # -- one tick ------------------------------------------------------------------------------------------
     def process_rows(self, x: np.ndarray) -> np.ndarray:
-        """One hop of every active stream: ``x`` float32 ``[k, hop]`` in :attr:`streams` order -> ``[k, hop]``.
+        """One hop of every active stream: ``x`` ``[k, hop]`` in :attr:`streams` order -> float32 ``[k, hop]``.
 
-        The returned array is reused by the next call (copy rows to keep them). Streams still in their first
-        ``delay_frames`` hops output zeros, as the single-stream hosts do.
+        Each row goes through the audio gate of every runtime (:func:`dfnb.runtime.gate_block`: integer PCM
+        scaled, NaN/Inf or absurd peaks refused); a refused tick raises :class:`~dfnb.errors.AudioError` naming
+        the stream (also as ``error.stream``) and changes no stream's state, so the caller can send the tick
+        again without that stream's bad hop. The returned array is reused by the next call (copy rows to keep
+        them). Streams still in their first ``delay_frames`` hops output zeros, as the single-stream hosts do.
         """
-        k = len(self._ids)
-        x = np.asarray(x)
-        if x.shape != (k, self.cfg.hop_size):
-            raise AudioError(f"process_rows takes one hop per active stream, float32 [{k}, {self.cfg.hop_size}], got "
+        with self._threads.call("process_rows"):
+            return self._tick(self._gate_rows(x))
+
+    def process(self, hops: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """One hop of every active stream by id (``{id: hop_size samples}``) -> ``{id: hop_size samples}``;
+        gated stream by stream as in :meth:`process_rows`."""
+        with self._threads.call("process"):
+            if not isinstance(hops, Mapping) or set(hops) != set(self._ids):
+                given = list(hops) if isinstance(hops, Mapping) else type(hops).__name__
+                raise StateError(f"process() needs a dict with one hop for every active stream and no other: "
+                                 f"active {sorted(self._ids)}, given {shown(given)}; leave() streams that stopped.")
+            h = self.cfg.hop_size
+            rows = np.empty((len(self._ids), h), _F32)
+            for r, sid in enumerate(self._ids):
+                rows[r] = self._gate_hop(hops[sid], r)
+            y = self._tick(rows)
+            return {sid: y[i] for i, sid in enumerate(self._ids)}
+
+    def _gate_hop(self, x, r: int) -> np.ndarray:
+        """Row ``r``'s hop through the runtimes' gate, exactly ``hop_size`` samples."""
+        sid, h = self._ids[r], self.cfg.hop_size
+        label = f"{self.label} stream {sid}"
+        try:
+            x = gate_block(x, label=label, sr=self.cfg.sr, at=int(self._hops_in[r]) * h)
+            if len(x) != h:
+                raise AudioError(f"{label}: one hop of {h} samples per stream and tick, got {len(x)}; nothing of "
+                                 "this tick reached the model.")
+        except AudioError as e:
+            e.stream = sid
+            raise
+        return x
+
+    def _gate_rows(self, x) -> np.ndarray:
+        k, h = len(self._ids), self.cfg.hop_size
+        if not (isinstance(x, np.ndarray) and x.dtype == _F32):
+            try:
+                a = None if x is None or isinstance(x, (str, bytes, dict)) else np.asarray(x)
+            except (TypeError, ValueError):
+                a = None
+            if a is None or a.dtype.kind not in "iuf":
+                raise AudioError(f"{self.label}: process_rows() takes a [{k}, {h}] array of samples (one hop per "
+                                 f"active stream), got {type(x).__name__}.")
+            x = audio_mod.to_float32(a)
+        if x.shape != (k, h):
+            raise AudioError(f"{self.label}: process_rows() takes one hop per active stream, [{k}, {h}], got "
                              f"{x.dtype}{list(x.shape)}; streams in row order: {list(self._ids)}.")
+        peak = np.max(np.abs(x), axis=1) if k else np.zeros(0, _F32)
+        bad = ~(peak <= audio_mod.FLOAT_PEAK_LIMIT)  # NaN compares False
+        if bad.any():
+            self._gate_hop(x[int(np.argmax(bad))], int(np.argmax(bad)))  # raises the runtimes' message
+        return np.ascontiguousarray(x)
+
+    def _tick(self, x: np.ndarray) -> np.ndarray:
+        """One hop of the active rows (``x`` gated float32 [k, hop])."""
+        k = len(x)
         if k == 0:
             return self._zeros[:0]
-        self._gate(x)
-        x = np.ascontiguousarray(x, dtype=_F32)
         d = self.dsp
         d.analysis_into(x, self._spec_c[:k])
         d.features_into(self._spec_c[:k], self._fe.reshape(-1, self.cfg.nb_erb)[:k],
@@ -338,26 +325,10 @@ class BatchedHost:
             d.synthesis_mem[quiet] = 0.0
         return y
 
-    def process(self, hops: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
-        """One hop of every active stream by id (``{id: hop_size samples}``) -> ``{id: hop_size samples}``."""
-        if set(hops) != set(self._ids):
-            raise StateError(f"process() needs one hop for every active stream and no other: active "
-                             f"{sorted(self._ids)}, given {sorted(hops)}; leave() streams that stopped.")
-        y = self.process_rows(np.stack([np.asarray(hops[s], _F32) for s in self._ids]) if self._ids else
-                              np.zeros((0, self.cfg.hop_size), _F32))
-        return {s: y[i] for i, s in enumerate(self._ids)}
-
-    def _gate(self, x: np.ndarray) -> None:
-        """Non-finite or absurd samples raise AudioError naming the stream; nothing of the tick runs."""
-        if x.dtype.kind != "f":
-            raise AudioError(f"process_rows takes float samples in [-1, 1], got {x.dtype}; convert PCM with "
-                             "dfnb.audio.to_float32 first.")
-        peak = np.max(np.abs(x), axis=1)
-        if not np.all(peak <= audio_mod.FLOAT_PEAK_LIMIT):
-            r = int(np.argmax(~(peak <= audio_mod.FLOAT_PEAK_LIMIT)))
-            raise AudioError(f"stream {self._ids[r]}: this hop has non-finite samples or a peak far outside [-1, 1] "
-                             f"(max |x| = {peak[r]:g}); nothing of this tick reached the model. Clean the samples "
-                             "(np.nan_to_num, scaling) before passing them in.")
+    def exclusive(self) -> contextlib.AbstractContextManager[BatchedHost]:
+        """Hold the host for a whole run (as :meth:`dfnb.runtime.Runtime.exclusive`): calls from any other
+        thread raise :class:`~dfnb.errors.StateError` until the block ends; :func:`enhance_many` holds it."""
+        return self._threads.exclusive(self)
 
 
 def enhance_many(host: BatchedHost, audios: Sequence[np.ndarray], starts: Sequence[int] | None = None
@@ -371,14 +342,21 @@ def enhance_many(host: BatchedHost, audios: Sequence[np.ndarray], starts: Sequen
 
     Notebook: 05_realtime
     """
+    if not isinstance(host, BatchedHost):
+        raise ArgumentError(f"enhance_many() needs a BatchedHost, got {type(host).__name__}.")
+    with host.exclusive():
+        return _enhance_many(host, audios, starts)
+
+
+def _enhance_many(host: BatchedHost, audios, starts) -> list[np.ndarray]:
     if host.streams:
         raise StateError(f"enhance_many needs an idle host; streams {list(host.streams)} are active (leave() them).")
     hop, fft = host.cfg.hop_size, host.cfg.fft_size
     xs = [audio_mod.check_audio(a, host.cfg.sr) for a in audios]
     padded = [np.concatenate([x, np.zeros((len(x) + fft) // hop * hop - len(x), _F32)]) for x in xs]
-    starts = list(starts) if starts is not None else [0] * len(xs)
-    if len(starts) != len(xs) or any(int(s) < 0 for s in starts):
-        raise StateError(f"starts must give one tick >= 0 per clip ({len(xs)} clips), got {starts!r}.")
+    starts = [check_int(s, "starts[i]", minimum=0) for s in starts] if starts is not None else [0] * len(xs)
+    if len(starts) != len(xs):
+        raise ArgumentError(f"starts must give one tick >= 0 per clip ({len(xs)} clips), got {len(starts)}.")
     outs: list[list[np.ndarray]] = [[] for _ in xs]
     sid_of: dict[int, int] = {}
     pos = [0] * len(xs)

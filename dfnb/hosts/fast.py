@@ -15,7 +15,7 @@ the same as offline PyTorch), only faster. What it does differently:
   bound input buffers (complex64 views of the ``[..., 2]`` float32 layout) and synthesis reads ``enh``
   straight from the bound output.
 * **lean per-hop DSP** (:class:`LeanDsp`): the arithmetic of :mod:`dfnb.dsp` in the same order, on
-  preallocated arrays (bit-identical; ``tests/test_fastpath.py`` checks it).
+  preallocated arrays (bit-identical; ``tests/test_fast_host.py`` checks it).
 
 Each hop is three public stages — :meth:`FastStepHost.analyse`, :meth:`FastStepHost.run_model`,
 :meth:`FastStepHost.synthesise` — that ``benchmarks/latency.py`` times one by one and
@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import dsp
-from ..errors import ModelFolderError
+from ..args import check_flag, shown
+from ..errors import ArgumentError, AudioError, ModelFolderError
 from ..folder import inspect_folder, open_session
 from ..runtime import Runtime
 from ..surgery import GAINS_OUTPUT, lean_step_model
@@ -53,7 +54,7 @@ class LeanDsp:
     :mod:`dfnb.dsp` (same results, a little slower).
     """
 
-    def __init__(self, cfg: "dsp.DspConfig"):
+    def __init__(self, cfg: dsp.DspConfig):
         self.cfg = cfg
         t = cfg._t
         self.t = t
@@ -138,9 +139,28 @@ class FastStepHost(Runtime):
     """Exact realtime host for a ``step`` folder (or a :func:`dfnb.surgery.pack_states` folder).
 
     A :class:`dfnb.runtime.Runtime`: ``process(samples)``, ``flush()``, ``reset()``, ``delay_samples``,
-    ``trace``. ``lean=False`` runs the folder's graph unchanged (warm-up inside the graph), for comparisons.
-    ``session_config`` adds onnxruntime session config entries (e.g.
-    ``{"session.intra_op.allow_spinning": "0"}``); ``gains=True`` also exposes the per-bin ERB gains.
+    ``trace``; its output equals :class:`dfnb.hosts.onnx.Host` on the same folder bit for bit.
+
+    Parameters
+    ----------
+    folder : path
+        A ``step`` folder (checked by :func:`dfnb.folder.inspect_folder`).
+    threads : int
+        onnxruntime intra-op threads (1 is fastest for one stream).
+    lean : bool
+        Run the leaner graph built at load time; ``False`` runs the folder's graph unchanged (warm-up inside
+        the graph), for comparisons.
+    session_config : dict, optional
+        Extra onnxruntime session config entries (e.g. ``{"session.intra_op.allow_spinning": "0"}``).
+    gains : bool
+        Also expose the per-bin ERB gains (used by :class:`dfnb.hosts.official.OfficialLikeHost`).
+    probes : bool or list of str
+        Record lsnr (and these states) per model frame in ``trace``.
+
+    Raises
+    ------
+    ModelFolderError
+        Not a ``step`` folder, or a step graph whose state inputs and outputs do not pair up.
 
     Examples
     --------
@@ -152,8 +172,11 @@ class FastStepHost(Runtime):
 
     def __init__(self, folder: Path | str, threads: int = 1, *, lean: bool = True,
                  session_config: dict | None = None, gains: bool = False, probes=False):
-        self.folder = Path(folder)
-        info = inspect_folder(self.folder, threads=threads)
+        info = inspect_folder(folder, threads=threads)
+        self.folder = info.path
+        if session_config is not None and not isinstance(session_config, dict):
+            raise ArgumentError(f"session_config must be a dict of onnxruntime session config entries or None, got "
+                                f"{shown(session_config)}.")
         if info.variant != "step":
             raise ModelFolderError(f"{self.folder} is a {info.variant!r} folder; FastStepHost runs step folders "
                                    "(dfnb export --variant step), use dfnb.hosts.onnx.Host for the others.")
@@ -164,10 +187,12 @@ class FastStepHost(Runtime):
         self.label = "fast step host"
         manifest = info.manifest or {}
         self.packed = "packed_layout" in manifest
-        self.lean = bool(lean) and not self.packed
+        self.lean = check_flag(lean, "lean") and not self.packed
+        gains = check_flag(gains, "gains")
         if self.lean:
             model, self.lean_report = lean_step_model(self.folder / "step.onnx", gains=gains)
-            self.sess = open_session(self.folder / "step.onnx", threads, session_config, model=model.SerializeToString())
+            self.sess = open_session(self.folder / "step.onnx", threads, session_config,
+                                     model=model.SerializeToString())
         else:
             self.lean_report = {}
             self.sess = open_session(self.folder / "step.onnx", threads, session_config)
@@ -245,7 +270,15 @@ class FastStepHost(Runtime):
 
     # -- one hop, in three stages --------------------------------------------------------------------
     def analyse(self, x: np.ndarray) -> None:
-        """STFT analysis and features of one (gated) hop, written into the bound model inputs."""
+        """STFT analysis and features of one hop (float32, ``hop_size`` samples), written into the bound model
+        inputs. A stage for timing: its samples are not gated (NaN/peaks), :meth:`process` is the checked call."""
+        if not (isinstance(x, np.ndarray) and x.shape == (self.cfg.hop_size,) and x.dtype == _F32):
+            raise AudioError(f"{self.label}: analyse() takes one hop of {self.cfg.hop_size} float32 samples, got "
+                             f"{getattr(x, 'dtype', type(x).__name__)} {list(np.shape(x))}; use process() for "
+                             "any number of samples.")
+        self._analyse(x)
+
+    def _analyse(self, x: np.ndarray) -> None:
         self.dsp.analysis_into(x, self._spec_c)
         self.dsp.features_into(self._spec_c, self._fe_flat, self._fs_flat)
 
@@ -269,7 +302,7 @@ class FastStepHost(Runtime):
         return self.dsp.synthesis(self._enh_c)
 
     def _hop(self, x: np.ndarray) -> np.ndarray:
-        self.analyse(x)
+        self._analyse(x)
         return self.synthesise() if self.run_model() else self._zeros_hop
 
     # -- the runtime contract ------------------------------------------------------------------------

