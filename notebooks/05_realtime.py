@@ -248,10 +248,10 @@ assert snr_fast >= EXACT_DB  # exact; its speed is measured, not asserted (bench
 from dfnb.batching import export_batched
 from dfnb.hosts.batched import BatchedHost, enhance_many
 
-batched_folder = export_batched(folders["step"], Path(tempfile.mkdtemp(prefix="dfnb05_b_")) / "dfn3_step_b",
-                                streams=STREAMS)
-group = [clips.load_clip(c)[0][int(a * sr) : int((a + 2) * sr)]  # 2 s with speech each
-         for c, a in (("vb_p232_013", 0.0), ("vb_p232_019", 0.5), ("vb_p257_003", 0.0), ("dfn_noisy_snr0", 1.0))]
+batched_folder = export_batched(m, Path(tempfile.mkdtemp(prefix="dfnb05_b_")) / "dfn3_step_b", streams=STREAMS)
+seg = 1.0 if FAST else 2.0  # seconds with speech from each clip
+group = [clips.load_clip(c)[0][int(a * sr) : int((a + seg) * sr)]
+         for c, a in (("vb_p232_013", 0.5), ("vb_p232_019", 0.5), ("vb_p257_003", 0.5), ("dfn_noisy_snr0", 1.0))]
 starts = [0, 3, 3, 25]  # ticks: two join together, one joins after the others have run a while
 alone = [enhance(fast, x) for x in group]
 together = enhance_many(BatchedHost(batched_folder), group, starts)
@@ -278,7 +278,7 @@ def tick_us(step_fn, frames, repeats=REPEATS):
     return best
 
 
-n_ticks = min(n_hops, 60)
+n_ticks = min(n_hops, 30 if FAST else 100)
 frames = np.stack([np.roll(noisy, 4800 * i)[: n_ticks * hop].reshape(n_ticks, hop) for i in range(STREAMS)])
 singles = [FastStepHost(folders["step"], threads=THREADS) for _ in range(STREAMS)]
 cost = {"batched host": [], "N fast hosts": []}  # µs per stream per hop, one entry per N
@@ -329,7 +329,8 @@ from dfnb.precision import export_precision
 reduced = {"fp32": folders["step"]}
 prec_root = Path(tempfile.mkdtemp(prefix="dfnb05_p_"))
 for p in PRECISIONS:
-    reduced[p] = export_precision(folders["step"], prec_root / f"dfn3_step_{p}", p, calibration=CALIBRATION)
+    reduced[p] = export_precision(folders["step"], prec_root / f"dfn3_step_{p}", p, calibration=CALIBRATION,
+                                  fidelity_clip=CLIP)  # the manifest's fidelity: measured on this notebook's clip
 prec_hosts = {p: FastStepHost(f, threads=THREADS) for p, f in reduced.items()}
 prec_us = {p: np.inf for p in reduced}
 for _ in range(max(REPEATS, 2)):  # interleaved, best median kept

@@ -19,7 +19,8 @@ from dfnb.hosts.fast import FastStepHost
 from dfnb.runtime import enhance
 
 SAME_DB = 120.0  # batched vs single-stream host; measured 131-139 dB on the four models (rounding only)
-CLIPS = [("vb_p232_013", 0.0, 2.0), ("vb_p232_019", 0.5, 2.0), ("vb_p257_003", 0.0, 2.0), ("dfn_noisy_snr0", 1.0, 2.0)]
+# 1 s with speech from four clips (a quiet stretch alone would show rounding at ~118 dB)
+CLIPS = [("vb_p232_013", 0.5, 1.0), ("vb_p232_019", 0.5, 1.0), ("vb_p257_003", 0.5, 1.0), ("dfn_noisy_snr0", 1.0, 1.0)]
 # ticks: joins at the start, two in the same tick, one while the others run; leaves: one, then two in the same
 # tick (each leave drains its stream and moves the last row) while the stream that joined last keeps going
 STARTS = [0, 3, 3, 25]
@@ -32,13 +33,16 @@ def audios() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def batched(load, exported, tmp_path_factory):
-    """``batched(name)``: (single-stream step folder, batched folder for 4 streams), exported once."""
+    """``batched(name)``: (single-stream step folder, batched folder for 4 streams), exported once: DeepFilterNet3
+    from its step folder (the model named in its manifest), DeepFilterNet2 from the loaded model."""
     cache: dict = {}
     root = tmp_path_factory.mktemp("batched")
 
     def get(name: str):
         if name not in cache:
-            cache[name] = (exported(name, "step"), export_batched(load(name), root / f"{name}_b4", streams=4))
+            single = exported(name, "step")
+            source = single if name == "DeepFilterNet3" else load(name)
+            cache[name] = (single, export_batched(source, root / f"{name}_b4", streams=4))
         return cache[name]
 
     return get
@@ -70,7 +74,7 @@ def test_each_stream_equals_the_single_stream_host(batched, audios, name):
 
 def test_reset_leave_and_capacity(batched, audios):
     single, folder = batched("DeepFilterNet3")
-    x = audios[0]  # 2 s with speech (the first 0.6 s alone are so quiet that rounding shows at ~118 dB)
+    x = audios[0]
     ref = enhance(FastStepHost(single), x)
     host = BatchedHost(folder, capacity=2)
     a, b = host.join(), host.join()
@@ -162,11 +166,10 @@ def test_one_thread_at_a_time(batched, audios):
 
 
 def test_export_entry_points_and_refusals(batched, exported, load, tmp_path):
-    single, _ = batched("DeepFilterNet3")
-    out = export_batched(single, tmp_path / "from_folder", streams=2)  # from an existing step folder
+    single, out = batched("DeepFilterNet3")  # exported from the step folder
     man = json.loads((out / "manifest.json").read_text())
-    assert man["batch"]["streams"] == 2 and man["states"][0]["shape"][0] == "B"
-    assert BatchedHost(out).capacity == 2
+    assert man["batch"]["streams"] == 4 and man["states"][0]["shape"][0] == "B"
+    assert BatchedHost(out).capacity == 4 and BatchedHost(out, capacity=2).capacity == 2
     with pytest.raises(ExportError, match="step folder"):
         export_batched(exported("DeepFilterNet3", "full"), tmp_path / "nope", streams=2)
     with pytest.raises(ExportError, match="variant 'step'"):
@@ -187,3 +190,10 @@ def test_export_entry_points_and_refusals(batched, exported, load, tmp_path):
 
     with pytest.raises(ModelFolderError, match="BatchedHost"):  # the single-stream hosts refuse it by name
         open_host(out)
+    import soundfile as sf
+
+    from dfnb import cli
+
+    sf.write(tmp_path / "in.wav", np.zeros(4800, np.float32), 48000)  # and so does `dfnb enhance`, in one line
+    assert cli.main(["enhance", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "--model", str(out)]) == 7
+    assert not (tmp_path / "out.wav").exists()
