@@ -46,13 +46,16 @@ def check_int(value: Any, name: str, *, minimum: int = 1, error: type[DfnbError]
 
 
 def check_number(value: Any, name: str, *, error: type[DfnbError] = ArgumentError, low: float = -np.inf,
-                 high: float = np.inf) -> float:
-    """``value`` as a finite float in ``[low, high]`` (bools and strings refused)."""
+                 high: float = np.inf, allow_inf: bool = False) -> float:
+    """``value`` as a float in ``[low, high]``, finite unless ``allow_inf`` (a threshold where ±inf means
+    "always"/"never"); NaN, bools and strings are refused."""
     ok = not isinstance(value, (bool, np.bool_, str, bytes)) and isinstance(value, (int, float, np.integer,
                                                                                    np.floating))
-    if not ok or not np.isfinite(float(value)) or not low <= float(value) <= high:
+    bounded = ok and (np.isfinite(float(value)) or (allow_inf and not np.isnan(float(value))))
+    if not bounded or not low <= float(value) <= high:
         rng = "" if (low, high) == (-np.inf, np.inf) else f" in [{low:g}, {high:g}]"
-        raise error(f"{name} must be a finite number{rng}, got {shown(value)}.")
+        kind = "a number (±inf allowed)" if allow_inf else "a finite number"
+        raise error(f"{name} must be {kind}{rng}, got {shown(value)}.")
     return float(value)
 
 

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: dfnb (DeepFilterNet kit)
 #     language: python
@@ -62,9 +64,9 @@ from dfnb.offline import enhance_offline
 from dfnb.runtime import enhance
 
 torch.set_num_threads(1)  # exports and the reference are small; one thread avoids contention on a busy machine
-# FAST mode exports into a temporary folder; full mode uses the repository's models/ folder, reusing an existing
-# export of the same weights and never overwriting anything there.
-EXPORT_ROOT = (Path(tempfile.mkdtemp(prefix="dfnb02_")) if FAST
+# FAST mode exports into one temporary folder that the other notebooks reuse; full mode uses the repository's
+# models/ folder. Either way an existing export of the same weights is reused and nothing there is overwritten.
+EXPORT_ROOT = (Path(tempfile.gettempdir()) / "dfnb_exports" if FAST
                else Path(dfnb.__file__).resolve().parent.parent / "models")
 
 

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: dfnb (DeepFilterNet kit)
 #     language: python
@@ -58,7 +60,7 @@ from dfnb.runtime import enhance
 from dfnb.streaming import Stream
 
 torch.set_num_threads(1)  # one hop at a time: a single thread is faster, and far faster on a busy machine
-EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="dfnb03_")) if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
+EXPORT_ROOT = Path(tempfile.gettempdir()) / "dfnb_exports" if FAST else Path(dfnb.__file__).resolve().parent.parent / "models"
 
 
 # %% [markdown]

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: dfnb (DeepFilterNet kit)
 #     language: python
@@ -73,7 +75,7 @@ from dfnb.offline import enhance_offline
 from dfnb.runtime import enhance
 
 torch.set_num_threads(1)  # the reference and exports only; the timed hosts are onnxruntime (THREADS)
-EXPORT_ROOT = (Path(tempfile.mkdtemp(prefix="dfnb05_")) if FAST
+EXPORT_ROOT = (Path(tempfile.gettempdir()) / "dfnb_exports" if FAST
                else Path(dfnb.__file__).resolve().parent.parent / "models")
 
 

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: dfnb (DeepFilterNet kit)
 #     language: python
@@ -47,6 +49,7 @@ SUBSET = {"models": ["DeepFilterNet3", "DeepFilterNet3_ll"], "clips": ["vb_p232_
           "chunks": [1, 7, 20]}
 
 # %%
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +76,7 @@ TABLE = next((p for p in (RESULTS / "quality.csv", RESULTS / "quality.partial.cs
 # (the naive host of notebooks 01 and 03).
 
 # %%
-folders = study.prepare_exports([MODEL])
+folders = study.prepare_exports([MODEL], Path(tempfile.gettempdir()) / "dfnb_exports")
 cells = {}
 for v in study.VARIANTS:
     folder = folders.get((MODEL, "stateless" if v == "naive" else v))

@@ -219,16 +219,17 @@ def test_every_common_sample_rate(sr, m3, folders, tmp_path, capsys):
     assert f"at {sr} Hz" in capsys.readouterr().out
 
 
-def test_ten_minutes_through_the_host_in_bounded_memory(folders, real_clip):
-    """10 minutes of tiled real speech through ``Host.process`` (full folder, 1 s calls), generated call by
+def test_minutes_through_the_host_in_bounded_memory(folders, real_clip):
+    """3 minutes of tiled real speech through ``Host.process`` (full folder, 1 s calls), generated call by
     call so the input takes no memory and nothing is kept: RSS must stay flat (< 10 MB growth after the
-    first 30 s), i.e. the host holds no per-frame history. (1-hour runs: benchmarks/memory.py.)"""
+    first 30 s), i.e. the host holds no per-frame history. (1-hour and 2-hour runs: benchmarks/memory.py and
+    benchmarks/file_memory.py.)"""
     import psutil
 
     proc = psutil.Process()
     clip = real_clip[: len(real_clip) // HOP * HOP]
     h = Host(folders["full"])
-    block, minutes = 100 * HOP, 10
+    block, minutes = 100 * HOP, 3
     n_blocks = minutes * 60 * SR // block
     rss, energy, t0 = [], 0.0, time.perf_counter()
     for i in range(n_blocks):
@@ -242,7 +243,7 @@ def test_ten_minutes_through_the_host_in_bounded_memory(folders, real_clip):
     assert np.isfinite(energy) and energy > 0
     base = rss[3]  # after 30 s: sessions, arenas and buffers are warm
     growth = (max(rss[3:]) - base) / 2**20
-    print(f"\n10 min through Host.process(full, 1 s calls) in {dt:.1f} s: RSS at 30 s {base / 2**20:.1f} MB, "
+    print(f"\n{minutes} min through Host.process(full, 1 s calls) in {dt:.1f} s: RSS at 30 s {base / 2**20:.1f} MB, "
           f"peak {max(rss) / 2**20:.1f} MB, end {rss[-1] / 2**20:.1f} MB, growth {growth:.2f} MB")
     assert growth < 10.0
 
@@ -429,7 +430,7 @@ def test_interrupted_export_cleans_up_and_exits_130(folders, tmp_path):
     p = _start_export(out)
     _wait_midway(p, out)
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
+    _, err = p.communicate(timeout=600)  # generous: a loaded CI machine; the test is about what is left behind
     assert p.returncode == 130 and err.splitlines() == ["dfnb export: interrupted"], err
     assert _tree_sha(out) == before and _temps(tmp_path, out.name) == []
 

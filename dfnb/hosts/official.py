@@ -169,7 +169,7 @@ class OfficialLikeHost(FastStepHost):
                  max_db_df_thresh: float = RS_DEFAULTS["max_db_df_thresh"],
                  tract_start: bool = True, skip_decoders: bool = True, silence_skip: bool = True,
                  silence_hops: int = 0, threads: int = 1, probes=False):
-        self.thresholds = tuple(check_number(v, n) for v, n in ((min_db_thresh, "min_db_thresh"),
+        self.thresholds = tuple(check_number(v, n, allow_inf=True) for v, n in ((min_db_thresh, "min_db_thresh"),
                                 (max_db_erb_thresh, "max_db_erb_thresh"), (max_db_df_thresh, "max_db_df_thresh")))
         self.lim = atten_limit(check_number(atten_lim_db, "atten_lim_db"))
         self.beta = check_number(post_filter_beta, "post_filter_beta", low=0.0)
