@@ -52,6 +52,9 @@ __all__ = ["BATCH_DIM", "BatchedStepModel", "write_batched_step", "batch_manifes
            "model_of_step_folder"]
 
 BATCH_DIM = "B"
+_VERIFY_TICKS = 24
+"""Hops the export compares, stream by stream, with the single-stream PyTorch step (longer than every state's
+memory: conv pasts, lookahead and the deep-filter buffer all turn over several times)."""
 _GRU_GROUPS = ("gru_enc", "gru_erb", "gru_df")
 
 
@@ -267,7 +270,7 @@ def _verify(sess, step_model, bm, hops, starts, single, states, in_names, out_na
     import torch
 
     worst, L, b = 0.0, step_model.L, len(starts)
-    for t in range(40):
+    for t in range(_VERIFY_TICKS):
         x = hops([s + t for s in starts])
         res = sess.run(out_names, dict(zip(in_names, [*x, *states])))
         new = [n if name == "spec_buf" or t >= L else o for name, n, o in zip(bm.state_names, res[2:], states)]
