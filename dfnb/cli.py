@@ -27,6 +27,7 @@ code  meaning
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -65,8 +66,6 @@ def cmd_models(args) -> int:
     if exports:
         print("\nexported folders:")
         for m in exports:
-            import json
-
             d = json.loads(m.read_text())
             print(f"  {m.parent}  ({d.get('model')}, variant {d.get('variant')})")
     return 0
@@ -140,8 +139,15 @@ def cmd_export(args) -> int:
     from .placement import check_target
     from .releases import MODEL_NAMES
 
+    if args.precision and (args.variant != "step" or args.streams):
+        raise DfnbError("--precision needs --variant step (single stream, without --streams).")
+    if args.source and (args.streams or args.precision):
+        raise DfnbError("--from exports the plain variants; export the converted folder first, then --streams or "
+                        "--precision from it.")
+    kind = args.variant + (f"_b{args.streams}" if args.streams else "")  # e.g. models/dfn3_step_b32
+    kind += f"_{args.precision}" if args.precision else ""
     named = args.model in MODEL_NAMES and not args.source
-    out = Path(args.out) if args.out else (default_folder(args.model, args.variant, _models_dir()) if named else None)
+    out = Path(args.out) if args.out else (default_folder(args.model, kind, _models_dir()) if named else None)
     if out is not None:
         check_target(out, folder=True, replace=args.force,
                      sources=[_models_dir() / args.model] if named else [Path(args.source or args.model)])
@@ -151,10 +157,19 @@ def cmd_export(args) -> int:
         m = convert_folder(args.source)
     else:
         m = load_model(args.model)
-    out = out or default_folder(m.name, args.variant, _models_dir())
+    out = out or default_folder(m.name, kind, _models_dir())
     t0 = time.perf_counter()
-    export_model(m, args.variant, out, force=args.force)
-    print(f"exported {m.name} variant {args.variant} to {out} in {time.perf_counter() - t0:.1f} s "
+    if args.precision:
+        from .precision import export_precision
+
+        fid = json.loads((export_precision(m, out, args.precision, force=args.force) / "manifest.json").read_text())
+        print(f"exported {m.name} step in {args.precision} to {out} in {time.perf_counter() - t0:.1f} s; SNR of the "
+              f"difference to offline float32: {fid['fidelity']['snr_db_vs_offline_fp32']:.1f} dB "
+              f"on {fid['fidelity']['clip']} (see {out / 'manifest.json'})")
+        return 0
+    export_model(m, args.variant, out, force=args.force, streams=args.streams)
+    print(f"exported {m.name} variant {args.variant}{f' for {args.streams} streams' if args.streams else ''} to "
+          f"{out} in {time.perf_counter() - t0:.1f} s "
           f"(verified against PyTorch; see {out / 'manifest.json'})")
     if args.source:
         import tempfile
@@ -310,9 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", required=True, choices=("stateless", "h0", "gru", "full", "step"))
     s.add_argument("--from", dest="source", default=None, metavar="FOLDER",
                    help="take the weights from any ONNX folder dfnb recognises (e.g. deepfilter-rt's) instead")
-    s.add_argument("--out", default=None, help="target folder (default models/<short>_<variant>, e.g. models/dfn3_h0)")
+    s.add_argument("--out", default=None,
+                   help="target folder (default models/<short>_<variant>[_b<N>][_<precision>], e.g. models/dfn3_h0)")
     s.add_argument("--force", action="store_true",
                    help="replace the target folder if it is a dfnb export or import (never anything else)")
+    s.add_argument("--streams", type=int, default=None, metavar="N",
+                   help="step only: a batched graph that advances N streams per call (dfnb.hosts.batched)")
+    s.add_argument("--precision", choices=("fp16", "int8-dynamic", "int8-static"), default=None,
+                   help="step only: reduced-precision weights; the manifest records the measured fidelity "
+                        "(dfnb.precision)")
     s.set_defaults(func=cmd_export)
     s = sub.add_parser("inspect", help="describe a model folder and check it is complete and consistent")
     s.add_argument("folder")

@@ -27,11 +27,11 @@ def run_demo(out_dir: Path = Path("out"), quick: bool = False, models_dir: Path 
     from . import assets, clips, metrics, plot
     from .audio import write_audio
     from .errors import ExportError
-    from .export import ensure_export
     from .hosts import open_host
     from .models import load_model
     from .offline import enhance_offline
     from .placement import building_file, check_target, marker_text, prepare_folder
+    from .reuse import ensure_export
     from .runtime import enhance
     from .streaming import Stream
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,14 +38,14 @@ from typing import Any
 import numpy as np
 
 from . import __version__, dsp
-from .args import check_flag, check_path, shown
+from .args import check_flag, check_int, check_path, shown
 from .assets import sha256_file as _sha256
 from .errors import ArgumentError, ExportError
 from .layout import BASE_IO, MANIFEST_FORMAT, VARIANTS, Layout, StateDesc
 from .placement import building_folder
 from .surgery import graph_io_entries
 
-__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "export_model", "ensure_export", "model_sources", "OPSET"]
+__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "export_model", "model_sources", "OPSET"]
 
 SHORT_NAMES = {"DeepFilterNet3": "dfn3", "DeepFilterNet2": "dfn2", "DeepFilterNet3_ll": "dfn3_ll",
                "DeepFilterNet2_ll": "dfn2_ll"}
@@ -285,13 +284,12 @@ def _manifest(loaded: Any, variant: str, step_model: Any, tmp: Path, report: dic
 # ----------------------------------------------------------------------------------------------------------
 # Export into place
 # ----------------------------------------------------------------------------------------------------------
-def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = False, quiet: bool = True) -> Path:
+def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = False, quiet: bool = True,
+                 streams: int | None = None) -> Path:
     """Export a model as one variant into folder ``out``, verified against PyTorch (module docstring).
 
-    The folder is built beside ``out`` and put in place by :func:`dfnb.placement.building_folder`: ``force``
-    replaces only a dfnb export or import folder (or an empty one), never anything else, the working folder
-    or the weights being read; without ``force`` a folder that appears at ``out`` while the export runs is
-    left untouched (of two concurrent exports to one target, one wins and the other gets an ExportError).
+    The folder is built beside ``out`` and put in place by :func:`dfnb.placement.building_folder` (the
+    ``force`` rules and concurrent exports: module docstring).
 
     Parameters
     ----------
@@ -305,6 +303,8 @@ def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = Fa
         Replace ``out`` if it is a dfnb export or import.
     quiet : bool
         Kept for callers; the exporter's warnings are always silenced.
+    streams : int, optional
+        ``step`` only: the batched step graph that advances this many streams per call (:mod:`dfnb.batching`).
 
     Returns
     -------
@@ -332,12 +332,18 @@ def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = Fa
         raise ExportError(f"unknown variant {shown(variant)}; choose one of {', '.join(VARIANTS)}.")
     out = check_path(out, "out", error=ExportError, what="the path of the folder to export to")
     force = check_flag(force, "force", error=ExportError)
+    if streams is not None and (check_int(streams, "streams", error=ExportError) and variant != "step"):
+        raise ExportError(f"streams={streams} needs variant 'step' (dfnb export --variant step --streams N).")
     t0 = time.perf_counter()
     try:
         with building_folder(out, replace=force, sources=model_sources(loaded)) as tmp:
             step_model = StepModel(loaded.net, loaded.spec)
             feats = _real_features(loaded)
-            if variant == "step":
+            if streams is not None:
+                from .batching import write_batched_step
+
+                report, batched = write_batched_step(step_model, tmp, feats, streams, opset=OPSET)
+            elif variant == "step":
                 report = _write_step(loaded, step_model, tmp, feats)
             else:
                 report = _write_three_files(loaded, step_model, variant, tmp, feats)
@@ -347,6 +353,10 @@ def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = Fa
                                   f"{report}. This is a dfnb bug; please report it with this message.")
             shutil.copyfile(Path(loaded.folder) / "config.ini", tmp / "config.ini")
             manifest = _manifest(loaded, variant, step_model, tmp, report, time.perf_counter() - t0)
+            if streams is not None:
+                from .batching import batch_manifest
+
+                manifest = batch_manifest(manifest, batched, streams)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     except OSError as e:  # disk full, folder removed or made read-only midway, ...
         raise ExportError(f"could not write the export to {out} ({e}). Check the free space "
@@ -358,43 +368,3 @@ def model_sources(loaded: Any) -> list[Path]:
     """The paths an export of ``loaded`` reads (its checkpoint folder and the path it was loaded from):
     an export must never be placed over them."""
     return [Path(p) for p in (getattr(loaded, "folder", None), getattr(loaded, "source_path", None)) if p]
-
-
-def ensure_export(loaded: Any, variant: str, root: Path | str = "models", *, say=print) -> Path:
-    """``root/<short>_<variant>`` if it already holds this variant of these weights, else a fresh export.
-
-    A folder that exists but holds something else (another variant, other weights, anything unreadable) is
-    never replaced: the export goes to a new temporary folder instead, and ``say`` tells where.
-
-    Notebook: 02_stateful_export
-    """
-    out = default_folder(loaded.name, variant, root)
-    if out.exists():
-        why = _mismatch(out, loaded, variant)
-        if why is None:
-            say(f"reusing {out} (already exported from the same weights)")
-            return out
-        other = default_folder(loaded.name, variant, tempfile.mkdtemp(prefix="dfnb_export_"))
-        say(f"{out} {why}; left untouched, exporting to {other} instead")
-        out = other
-    try:
-        return export_model(loaded, variant, out)
-    except ExportError:  # another run put its export there meanwhile: reuse it if it is this one
-        if out.exists() and _mismatch(out, loaded, variant) is None:
-            say(f"reusing {out} (exported meanwhile by another run from the same weights)")
-            return out
-        raise
-
-
-def _mismatch(folder: Path, loaded: Any, variant: str) -> str | None:
-    """None if ``folder`` is a usable export of ``variant`` of ``loaded``'s weights, else why not."""
-    from .errors import DfnbError
-    from .folder import inspect_folder
-
-    try:
-        man = inspect_folder(folder).manifest or {}
-    except DfnbError as e:
-        return f"is not usable ({str(e).splitlines()[0][:80]})"
-    if man.get("variant") == variant and man.get("weights", {}).get("sha256") == loaded.source_sha256:
-        return None
-    return "holds another variant or other weights"

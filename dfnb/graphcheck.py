@@ -21,16 +21,20 @@ Explained in notebook 02_stateful_export through :func:`dfnb.folder.inspect_fold
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CONFIG_KEYS", "WHY_UNVERIFIED", "GraphFacts", "graph_checks", "MODEL_SR"]
+__all__ = ["CONFIG_KEYS", "WHY_UNVERIFIED", "GraphFacts", "graph_checks", "MODEL_SR", "UNROLLED_GRU"]
 
 MODEL_SR = 48000
 """The rate of every DeepFilterNet release (and of dfnb's hosts and CLI)."""
+
+UNROLLED_GRU = re.compile(r"_gru\d+_split")
+"""The gate split of a GRU that :func:`dfnb.precision.unroll_gru` unrolled (prefix ``_gru<k>_``)."""
 
 CONFIG_KEYS = ("model", "sr", "fft_size", "hop_size", "nb_erb", "nb_df", "min_nb_erb_freqs", "norm_tau", "df_order",
                "df_lookahead", "conv_lookahead", "lsnr_min", "lsnr_max", "conv_ch", "emb_hidden_dim",
@@ -90,8 +94,17 @@ class GraphFacts:
         return max(chans) if chans else None
 
     def grus(self, f: str) -> list[int]:
-        """``hidden_size`` of every GRU node (one per layer) of ``f``, in node order."""
-        return [a.i for n in self.graphs[f].node if n.op_type == "GRU" for a in n.attribute if a.name == "hidden_size"]
+        """``hidden_size`` of every GRU layer of ``f``, in node order: GRU nodes, and GRUs unrolled into MatMuls by
+        :func:`dfnb.precision.unroll_gru` (one gate split ``_gru<k>_split`` = ``[H, H, H]`` each)."""
+        g, out = self.graphs[f], []
+        for n in g.node:
+            if n.op_type == "GRU":
+                out += [a.i for a in n.attribute if a.name == "hidden_size"]
+            elif n.op_type == "Split" and len(n.input) == 2 and UNROLLED_GRU.fullmatch(n.input[1]) and \
+                    n.input[0] == n.input[1][: -len("split")] + "gx":
+                split = self._const(g, n.input[1])
+                out += [int(split[0])] if split is not None and split.size == 3 else []
+        return out
 
     def lsnr_affine(self, f: str) -> tuple[float, float] | None:
         """``(scale, offset)`` of ``lsnr = sigmoid(.) * scale + offset``, traced back from the ``lsnr`` output."""

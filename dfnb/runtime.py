@@ -31,19 +31,19 @@ Notebook: 02_stateful_export
 
 from __future__ import annotations
 
-import threading
+import contextlib
 from array import array
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
 from . import audio as audio_mod
 from .args import check_int, check_names, shown
-from .errors import ArgumentError, AudioError, StateError
+from .errors import ArgumentError, AudioError
+from .threads import ThreadGuard
 
-__all__ = ["Runtime", "Trace", "Feeder", "enhance", "check_chunk", "check_runtime"]
+__all__ = ["Runtime", "Trace", "Feeder", "enhance", "gate_block", "check_chunk", "check_runtime"]
 
 
 class Trace:
@@ -120,9 +120,7 @@ class Runtime:
                                     f"got {shown(probes)}.") from None
         self._probe_names = names
         self.probes = bool(probes)
-        self._busy = threading.Lock()
-        self._held = threading.Lock()
-        self._holder: int | None = None
+        self._threads = ThreadGuard(self)
         self.reset()
 
     # -- the contract ---------------------------------------------------------------------------------
@@ -175,67 +173,57 @@ class Runtime:
         if self.probes:
             self.trace.add(lsnr, states if self._probe_names else None)
 
-    # -- the gate -------------------------------------------------------------------------------------
+    # -- the gate and the guard ----------------------------------------------------------------------
     def _gate(self, samples: Any) -> np.ndarray:
-        """Validate one call's samples; float32 1-D fast path, :func:`dfnb.audio.check_audio` otherwise."""
-        x = samples
-        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 1):
-            if x is None or isinstance(x, (str, bytes, dict)):
-                raise AudioError(f"{self.label}: process() takes a 1-D array of samples, got {type(x).__name__}.")
-            a = np.asarray(x)
-            if a.ndim != 1 or a.dtype.kind not in "iuf":
-                raise AudioError(f"{self.label}: process() takes a 1-D float or integer PCM array, got "
-                                 f"{a.dtype}{list(a.shape)}; buffer mono samples at {self.cfg.sr} Hz.")
-            if a.size == 0:
-                return np.zeros(0, np.float32)
-            x = audio_mod.to_float32(a)
-        if x.size == 0:
-            return np.zeros(0, np.float32)
-        peak = float(np.max(np.abs(x)))
-        if not peak <= audio_mod.FLOAT_PEAK_LIMIT:  # NaN compares False: one pass finds both
-            bad = ~np.isfinite(x)
-            if bad.any():
-                i = int(np.argmax(bad))
-                k = self.samples_in + len(self._pending) + i
-                raise AudioError(f"{self.label}: stream sample {k} (at {k / self.cfg.sr:.3f} s; sample {i} of this "
-                                 f"call) is {'NaN' if np.isnan(x[i]) else 'Inf'}; nothing of this call reached the "
-                                 "model. Replace bad samples (e.g. np.nan_to_num) before passing them in.")
-            audio_mod.check_audio(x, self.cfg.sr, name=f"{self.label} call")  # raises the peak message
+        """Validate one call's samples (:func:`gate_block`); counts them into the stream time."""
+        x = gate_block(samples, label=self.label, sr=self.cfg.sr, at=self.samples_in + len(self._pending))
         self.samples_in += len(x)
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return x
 
-    @contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
+    def _guard(self, what: str) -> Any:
         """One call: refused while another thread is inside, or holds the runtime for a whole stream."""
-        if not self._busy.acquire(blocking=False):
-            raise StateError(f"{self.label}: {what}() called while another thread is inside this runtime; a "
-                             "runtime holds one stream's state and is single-threaded: create one per thread or "
-                             "stream.")
-        try:
-            if self._holder is not None and self._holder != threading.get_ident():
-                raise StateError(f"{self.label}: {what}() called while another thread runs a whole stream through "
-                                 "this runtime (enhance/enhance_file); a runtime holds one stream's state: create "
-                                 "one per thread or stream.")
-            yield
-        finally:
-            self._busy.release()
+        return self._threads.call(what)
 
-    @contextmanager
-    def exclusive(self) -> Iterator[Runtime]:
+    def exclusive(self) -> contextlib.AbstractContextManager[Runtime]:
         """Hold the runtime for one whole stream: until the block ends, every call from another thread raises
         :class:`~dfnb.errors.StateError` (so two streams can never interleave their hops). :func:`enhance`
         and :func:`dfnb.files.enhance_file` hold it; a realtime host that hands its calls to a pool of threads
         one after the other does not need to."""
-        if not self._held.acquire(blocking=False):
-            raise StateError(f"{self.label}: another thread is running a whole stream through this runtime "
-                             "(enhance/enhance_file); a runtime holds one stream's state: create one per thread "
-                             "or stream.")
-        try:
-            self._holder = threading.get_ident()
-            yield self
-        finally:
-            self._holder = None
-            self._held.release()
+        return self._threads.exclusive(self)
+
+
+def gate_block(samples: Any, *, label: str, sr: int, at: int = 0) -> np.ndarray:
+    """The audio gate of every runtime call: one block of mono samples as a new-or-checked float32 1-D array.
+
+    Float32 1-D arrays take a fast path; integer PCM is scaled like a file (:func:`dfnb.audio.to_float32`);
+    anything else, NaN/Inf samples (named by stream time: ``at`` is the stream index of the block's first
+    sample) and float peaks beyond :data:`dfnb.audio.FLOAT_PEAK_LIMIT` raise :class:`~dfnb.errors.AudioError`
+    whose message starts with ``label``. Nothing is changed on failure, so the caller's stream can go on.
+    """
+    x = samples
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 1):
+        if x is None or isinstance(x, (str, bytes, dict)):
+            raise AudioError(f"{label}: process() takes a 1-D array of samples, got {type(x).__name__}.")
+        a = np.asarray(x)
+        if a.ndim != 1 or a.dtype.kind not in "iuf":
+            raise AudioError(f"{label}: process() takes a 1-D float or integer PCM array, got "
+                             f"{a.dtype}{list(a.shape)}; buffer mono samples at {sr} Hz.")
+        if a.size == 0:
+            return np.zeros(0, np.float32)
+        x = audio_mod.to_float32(a)
+    if x.size == 0:
+        return np.zeros(0, np.float32)
+    peak = float(np.max(np.abs(x)))
+    if not peak <= audio_mod.FLOAT_PEAK_LIMIT:  # NaN compares False: one pass finds both
+        bad = ~np.isfinite(x)
+        if bad.any():
+            i = int(np.argmax(bad))
+            k = at + i
+            raise AudioError(f"{label}: stream sample {k} (at {k / sr:.3f} s; sample {i} of this call) is "
+                             f"{'NaN' if np.isnan(x[i]) else 'Inf'}; nothing of this call reached the model. "
+                             "Replace bad samples (e.g. np.nan_to_num) before passing them in.")
+        audio_mod.check_audio(x, sr, name=f"{label} call")  # raises the peak message
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 class Feeder:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dfnb import cli, errors
@@ -162,3 +163,22 @@ def test_interrupt_wrapped_by_a_c_extension_is_still_130(monkeypatch, capsys, tm
     monkeypatch.setattr(cli, "cmd_inspect", importing)
     assert cli.main(["inspect", str(tmp_path)]) == 130
     assert capsys.readouterr().err.splitlines() == ["dfnb inspect: interrupted"]
+
+
+def test_enhance_runs_a_folder_with_the_fastest_exact_host(ctx, real_clip, tmp_path, capsys):
+    """`dfnb enhance --model FOLDER` runs a step folder with the fast host and says so in its one-line report;
+    `--host onnx` forces the general host, which gives the same file; a three-file folder gets the general host."""
+    import soundfile as sf
+
+    src = tmp_path / "in.wav"
+    sf.write(src, real_clip[:48000], 48000, subtype="FLOAT")
+    runs = {"fast": (["--model", str(ctx.folders["step"])], "; fast step host, chunk 1;"),
+            "onnx": (["--model", str(ctx.folders["step"]), "--host", "onnx"], "; host (step), chunk 1;"),
+            "full": (["--model", str(ctx.folders["full"])], "; host (full), chunk 1;")}
+    out = {}
+    for name, (args, said) in runs.items():
+        dst = tmp_path / f"{name}.wav"
+        assert cli.main(["enhance", str(src), str(dst), "--quiet", "--subtype", "FLOAT", *args]) == 0
+        assert said in capsys.readouterr().out
+        out[name] = sf.read(dst, dtype="float32")[0]
+    assert np.max(np.abs(out["fast"] - out["onnx"])) < 1e-6  # same audio from either host

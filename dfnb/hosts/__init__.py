@@ -9,6 +9,8 @@ Each module is one host, and each host is a :class:`dfnb.runtime.Runtime` (``res
 * :mod:`dfnb.hosts.pipeline` — the Rust pipeline ``shimondoodkin/deepfilter-rt``'s feedings (a ring of T
   frames, the newest sliced before the GRUs, lsnr gating) on any folder it runs;
   :mod:`dfnb.hosts.pipeline_fixes` replays them on an exact export with each cause switchable.
+* :mod:`dfnb.hosts.batched` — many independent streams per call on a batched step folder (not a Runtime: it
+  holds many streams).
 
 Nothing here imports torch: a realtime user deploys an exported folder with numpy, libdf and onnxruntime only.
 """
@@ -59,6 +61,11 @@ def open_host(folder: Path | str, *, host: str = "auto", threads: int = 1, **kw:
 
     host = check_choice(host, "host", HOSTS)
     folder = check_path(folder, "folder", error=ModelFolderError, what="the path of a model folder")
+    from .batched import batch_of
+
+    if batch_of(folder) is not None:
+        raise ModelFolderError(f"{folder} is a batched step folder (many streams per call); run it with "
+                               "dfnb.hosts.batched.BatchedHost, or export a single-stream one (--variant step).")
     if host == "fast" or (host == "auto" and not kw and (folder / "step.onnx").is_file()):
         from .fast import FastStepHost
 

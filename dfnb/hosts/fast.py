@@ -60,14 +60,17 @@ class LeanDsp:
         self.t = t
         self.state = dsp.DspState.initial(cfg)
         self.fast = bool(t.fast_ola)
-        n, h, f = cfg.fft_size, cfg.hop_size, cfg.freq_bins
+        n, h, f, e = cfg.fft_size, cfg.hop_size, cfg.freq_bins, cfg.nb_erb
+        # the two feature norms share one buffer (erb_norm, then unit_norm), and so do the values they decay
+        # towards (ERB dB, then |X|): one ufunc call updates both, element by element as before
+        self._norms = np.concatenate([self.state.erb_norm, self.state.unit_norm])
+        self.state.erb_norm, self.state.unit_norm = self._norms[:e], self._norms[e:]
         self._frame = np.empty(n, _F32)
         self._sq = np.empty(2 * f, _F32)
         self._pw = np.empty(f, _F32)
-        self._db = np.empty(cfg.nb_erb, _F32)
-        self._tmp_e = np.empty(cfg.nb_erb, _F32)
-        self._mag = np.empty(cfg.nb_df, _F32)
-        self._tmp_d = np.empty(cfg.nb_df, _F32)
+        self._feat = np.empty(e + cfg.nb_df, _F32)
+        self._db, self._mag = self._feat[:e], self._feat[e:]
+        self._tmp = np.empty(e + cfg.nb_df, _F32)
         self._y = np.empty(n, _F32)
         self._out = np.empty(h, _F32)
         self._zero_spec = np.zeros(f, np.complex64)
@@ -93,7 +96,7 @@ class LeanDsp:
         """ERB feature into ``erb_out`` (float32 [E]) and unit-normalised DF spectrum into ``df_out``
         (float32 [nb_df, 2]) — :func:`dfnb.dsp.features` in the same operation order."""
         t, cfg = self.t, self.cfg
-        sq, pw, db = self._sq, self._pw, self._db
+        sq, pw, db, mag = self._sq, self._pw, self._db, self._mag
         v = spec.view(_F32)
         np.multiply(v, v, out=sq)
         np.add(sq[0::2], sq[1::2], out=pw)
@@ -102,21 +105,23 @@ class LeanDsp:
         db += _F32(1e-10)
         np.log10(db, out=db)
         db *= _F32(10.0)
-        st = self.state
-        mean, unit = st.erb_norm, st.unit_norm
-        mean *= t.alpha
-        np.multiply(db, t.one_minus_alpha, out=self._tmp_e)
-        mean += self._tmp_e
-        db -= mean
         x = spec[: cfg.nb_df]
-        mag = self._mag
         np.abs(x, out=mag)
-        unit *= t.alpha
-        np.multiply(mag, t.one_minus_alpha, out=self._tmp_d)
-        unit += self._tmp_d
-        np.sqrt(unit, out=mag)
+        norms = self._norms  # [erb_norm | unit_norm] = s*a + [dB | |X|]*(1-a)
+        if self.state.erb_norm.base is not norms:  # someone replaced the state arrays: share one buffer again
+            self._adopt_norms()
+        norms *= t.alpha
+        np.multiply(self._feat, t.one_minus_alpha, out=self._tmp)
+        norms += self._tmp
+        db -= self.state.erb_norm
+        np.sqrt(self.state.unit_norm, out=mag)
         np.divide(db, _F32(40.0), out=erb_out)
         np.divide(x.view(_F32).reshape(-1, 2), mag[:, None], out=df_out)
+
+    def _adopt_norms(self) -> None:
+        e = self.cfg.nb_erb
+        self._norms[:e], self._norms[e:] = self.state.erb_norm, self.state.unit_norm
+        self.state.erb_norm, self.state.unit_norm = self._norms[:e], self._norms[e:]
 
     def synthesis(self, spec: np.ndarray) -> np.ndarray:
         """One hop of synthesis from complex64 [F]; returns a float32 [hop] array that is reused next call."""
