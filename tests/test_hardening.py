@@ -364,7 +364,8 @@ def test_a_stateful_graph_run_without_its_states(folders, capsys):
 # The real CLI in a real process, paused for 60 s right after enc.onnx is written and verified, so that the
 # signal lands midway through the export however fast or loaded the machine is.
 _PAUSED_EXPORT = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even if started with SIGINT ignored
 import dfnb.export as ex
 check = ex._check_against_torch
 def paused(*a, **k):
