@@ -86,7 +86,7 @@ class Ctx:
 
     def release(self, model: str) -> Path:
         """The official release folder of ``model`` (enc/erb_dec/df_dec.onnx + config.ini), unpacked once."""
-        from dfnb.models import RELEASE_TARBALLS
+        from dfnb.releases import RELEASE_TARBALLS
 
         dst = self.work / "releases" / model
         if not dst.is_dir():
@@ -118,9 +118,9 @@ def _corrupt(src: Path, keep: float = 0.5) -> bytes:
 
 
 def _checkpoint_with_config(ctx: Ctx, config_of: str) -> Path:
-    from dfnb.models import _models_dir
+    from dfnb.assets import models_dir
 
-    src = _models_dir(None) / "DeepFilterNet3"
+    src = models_dir() / "DeepFilterNet3"
     dst = ctx.path("DeepFilterNet3")
     shutil.rmtree(dst.parent)
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("provenance.json"))
@@ -129,7 +129,7 @@ def _checkpoint_with_config(ctx: Ctx, config_of: str) -> Path:
 
 
 def _bad_tarball(ctx: Ctx) -> Path:
-    from dfnb.models import RELEASE_TARBALLS
+    from dfnb.releases import RELEASE_TARBALLS
 
     p = ctx.path(RELEASE_TARBALLS["DeepFilterNet3"])
     b = bytearray((RELEASES / p.name).read_bytes())
@@ -371,9 +371,9 @@ def _folder_named(c: Ctx, name: str) -> Path:
 
 
 def _models_dir_of() -> Path:
-    from dfnb.models import _models_dir
+    from dfnb.assets import models_dir
 
-    return _models_dir(None)
+    return models_dir()
 
 
 def _release_mix(c: Ctx) -> Path:

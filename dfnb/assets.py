@@ -2,7 +2,8 @@
 
 Weights (official ONNX release tarballs) and audio are never part of the repository. They are looked up in a
 mirror (``$DFNB_MIRROR``, laid out like ``../shared``) and then in ``<repo>/../shared``; every file is
-checked against its sha256 (:func:`sha256_file`). :mod:`dfnb.models` finds weights, :mod:`dfnb.clips` audio.
+checked against its sha256 (:func:`sha256_file`). :mod:`dfnb.releases` finds weights, :mod:`dfnb.clips` audio;
+what dfnb builds from them (imported checkpoints, exports) goes under :func:`models_dir`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "MIRROR_ENV", "shared_dir", "mirror_dir", "sha256_file"]
+__all__ = ["REPO_ROOT", "MIRROR_ENV", "shared_dir", "mirror_dir", "models_dir", "sha256_file"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIRROR_ENV = "DFNB_MIRROR"
@@ -27,6 +28,11 @@ def mirror_dir() -> Path | None:
     """The folder named by ``$DFNB_MIRROR`` (laid out like ``../shared``), or None when unset."""
     m = os.environ.get(MIRROR_ENV)
     return Path(m) if m else None
+
+
+def models_dir(given: Path | str | None = None) -> Path:
+    """Where dfnb keeps imported models and exports: ``given``, else ``$DFNB_MODELS_DIR``, else ``<repo>/models``."""
+    return Path(given or os.environ.get("DFNB_MODELS_DIR") or REPO_ROOT / "models")
 
 
 def sha256_file(path: Path | str) -> str:

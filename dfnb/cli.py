@@ -1,4 +1,4 @@
-"""The ``dfnb`` command line: ``models``, ``enhance``, ``export``, ``inspect``, ``report``, ``demo``.
+"""The ``dfnb`` command line: ``models``, ``enhance``, ``export``, ``inspect``, ``diagnose``, ``report``, ``demo``.
 
 Every failure ends in one line on stderr that says what was wrong and what to do, and a distinct exit code:
 
@@ -38,18 +38,19 @@ from .errors import DfnbError
 __all__ = ["main", "build_parser"]
 
 RUNTIMES = ("offline", "stream")
+FEEDS = ("frame", "step", "h0", "window")  # dfnb.formats.FEEDS (kept literal: the parser imports nothing heavy)
 
 
 def _models_dir() -> Path:
-    from .models import _models_dir as md
+    from .assets import models_dir
 
-    return md(None)
+    return models_dir()
 
 
 def cmd_models(args) -> int:
     """List the models dfnb knows and where each one's weights come from."""
     from .errors import AssetNotFoundError, ChecksumError
-    from .models import MODEL_NAMES, find_release_tarball
+    from .releases import MODEL_NAMES, find_release_tarball
 
     mdir = _models_dir()
     print(f"{'model':<20} {'weights from':<70} imported")
@@ -76,15 +77,18 @@ def _runtime_for(args, is_folder: bool):
         if args.runtime not in (None, "offline", "host"):
             raise DfnbError(f"--runtime {args.runtime} needs a model name, not a folder; omit --runtime to run the "
                             "folder with the onnxruntime host.")
-        from .hosts import open_host
+        from .hosts.pipeline import open_folder
 
         kw = {"per_call_offline": True, "reset_dsp": args.reset_dsp} if args.per_call_offline else {}
-        rt = open_host(args.model, host=args.host, **kw)
-        if rt.info.unverified_keys:
+        rt = open_folder(args.model, feed=args.feed, window=args.window, host=args.host, **kw)
+        if getattr(rt, "info", None) is not None and rt.info.unverified_keys:
             print(f"dfnb enhance: note: config.ini values that {args.model}'s graphs do not hold and no manifest.json "
                   f"records are used as written: {', '.join(rt.info.unverified_keys)} (`dfnb inspect` says why).",
                   file=sys.stderr)
         return rt, rt.label
+    if args.feed is not None or args.window is not None:
+        raise DfnbError(f"--feed/--window run a model folder as a host feeds it; {args.model} is not a folder of "
+                        "ONNX files. Export one (dfnb export) or pass a folder.")
     from .models import load_model
 
     m = load_model(args.model)
@@ -106,8 +110,9 @@ def cmd_enhance(args) -> int:
     from .audio import AudioReader, check_output
     from .files import enhance_file
 
-    if args.chunk is not None and args.chunk < 1:
-        raise DfnbError(f"--chunk must be a positive number of hops, got {args.chunk}.")
+    for flag, v, unit in (("--chunk", args.chunk, "hops"), ("--window", args.window, "frames")):
+        if v is not None and v < 1:
+            raise DfnbError(f"{flag} must be a positive number of {unit}, got {v}.")
     out = Path(args.output)
     if out.exists() and not args.force:
         raise DfnbError(f"{out} already exists; pass --force to overwrite it or choose another output path.")
@@ -127,22 +132,31 @@ def cmd_enhance(args) -> int:
 
 
 def cmd_export(args) -> int:
-    """Export a model as an ONNX folder of one variant. An explicit --out (or the default folder of a model
-    name) is checked before the model is loaded."""
+    """Export a model (or any recognised folder's weights, ``--from``) as an ONNX folder of one variant. An
+    explicit --out (or the default folder of a model name) is checked before the model is loaded."""
     from .export import default_folder, export_model
-    from .models import MODEL_NAMES, load_model
+    from .models import load_model
     from .placement import check_target
+    from .releases import MODEL_NAMES
 
     if args.precision and (args.variant != "step" or args.streams):
         raise DfnbError("--precision needs --variant step (single stream, without --streams).")
+    if args.source and (args.streams or args.precision):
+        raise DfnbError("--from exports the plain variants; export the converted folder first, then --streams or "
+                        "--precision from it.")
     kind = args.variant + (f"_b{args.streams}" if args.streams else "")  # e.g. models/dfn3_step_b32
     kind += f"_{args.precision}" if args.precision else ""
-    named = args.model in MODEL_NAMES
+    named = args.model in MODEL_NAMES and not args.source
     out = Path(args.out) if args.out else (default_folder(args.model, kind, _models_dir()) if named else None)
     if out is not None:
         check_target(out, folder=True, replace=args.force,
-                     sources=[_models_dir() / args.model] if named else [Path(args.model)])
-    m = load_model(args.model)
+                     sources=[_models_dir() / args.model] if named else [Path(args.source or args.model)])
+    if args.source:
+        from .convert import convert_folder
+
+        m = convert_folder(args.source)
+    else:
+        m = load_model(args.model)
     out = out or default_folder(m.name, kind, _models_dir())
     t0 = time.perf_counter()
     if args.precision:
@@ -157,14 +171,40 @@ def cmd_export(args) -> int:
     print(f"exported {m.name} variant {args.variant}{f' for {args.streams} streams' if args.streams else ''} to "
           f"{out} in {time.perf_counter() - t0:.1f} s "
           f"(verified against PyTorch; see {out / 'manifest.json'})")
+    if args.source:
+        import tempfile
+
+        from .diagnose import check_conversion
+
+        with tempfile.TemporaryDirectory(prefix="dfnb-check-") as tmp:
+            full = out if args.variant == "full" else export_model(m, "full", Path(tmp) / "full")
+            db = check_conversion(args.source, full)
+        print(f"conversion checked: {args.source} run as its own host does equals the same feeding on the "
+              f"converted weights to {db:.0f} dB")
     return 0
 
 
 def cmd_inspect(args) -> int:
-    """Describe a model folder and check it is complete and consistent."""
+    """Describe a model folder (any format dfnb recognises) and check it is complete and consistent."""
+    from .diagnose import format_lines
+    from .errors import ModelFolderError
     from .folder import inspect_folder
+    from .formats import recognise
 
-    info = inspect_folder(args.folder)
+    try:
+        info = inspect_folder(args.folder)
+    except ModelFolderError as e:  # not a folder dfnb's hosts run: maybe another pipeline's format
+        try:
+            fmt = recognise(args.folder)
+        except DfnbError:
+            raise e from None
+        if "frame" in fmt.feeds:
+            raise
+        print("\n".join([f"folder:   {fmt.path}", *format_lines(fmt),
+                         "status:   recognised; dfnb's hosts do not run this format: `dfnb enhance --model FOLDER` "
+                         f"runs it as {fmt.feeds[0]!r}, `dfnb export --from FOLDER --variant full` converts it "
+                         "exactly"]))
+        return 0
     print(f"folder:   {info.path}")
     print(f"variant:  {info.variant}   family: {info.family}   model: "
           f"{(info.manifest or {}).get('model', '(no manifest.json: upstream-style folder)')}")
@@ -178,11 +218,27 @@ def cmd_inspect(args) -> int:
     print("states:   " + (", ".join(f"{d.io[0]}->{d.io[1]} {list(d.shape)}" for d in states) if states else
                           "none (every call starts from zero state)"))
     print("host keeps: " + ", ".join(f"{d.name} {list(d.shape)}" for d in info.layout.host_states(info.variant)))
+    print("\n".join(format_lines(recognise(args.folder), io=False)))
     for u in info.unverified:
         print(f"unverified: {u}")
     print("status:   " + ("complete and consistent" if not info.unverified else
                           f"consistent with everything its graphs hold; the {len(info.unverified)} item(s) above are "
                           "unverified"))
+    return 0
+
+
+def cmd_diagnose(args) -> int:
+    """Why a folder, fed as its own host does, differs from offline PyTorch: SNR per cause and the fix."""
+    from .diagnose import diagnose, save_diagnosis
+
+    if args.window is not None and args.window < 1:
+        raise DfnbError(f"--window must be a positive number of frames, got {args.window}.")
+    d = diagnose(args.folder, clip=args.clip, feed=args.feed, window=args.window,
+                 say=lambda m: print(f"... {m}", file=sys.stderr))
+    print("\n".join(d.lines()))
+    out = Path(args.out) if args.out else Path("out") / f"diagnose_{Path(args.folder).resolve().name}"
+    js, png = save_diagnosis(d, out)
+    print(f"wrote {js} and {png} ({d.seconds:.0f} s)")
     return 0
 
 
@@ -259,10 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "for .flac), PCM_16; PCM clips to full scale")
     s.add_argument("--force", action="store_true", help="overwrite the output file if dfnb wrote it")
     s.add_argument("--quiet", action="store_true", help="no progress bar (shown on a terminal for inputs >= 30 s)")
+    s.add_argument("--feed", choices=FEEDS, default=None,
+                   help="for a folder: feed it as deepfilter-rt does (step, h0, window) or as dfnb's host (frame); "
+                        "default: the folder's own host (see `dfnb inspect`)")
+    s.add_argument("--window", type=int, default=None, help="with --feed: T, feature frames per model call")
     s.set_defaults(func=cmd_enhance)
     s = sub.add_parser("export", help="export a model as an ONNX folder (stateless, h0, gru, full, step)")
     s.add_argument("--model", default="DeepFilterNet3", help="model name (see `dfnb models`) or a checkpoint folder")
     s.add_argument("--variant", required=True, choices=("stateless", "h0", "gru", "full", "step"))
+    s.add_argument("--from", dest="source", default=None, metavar="FOLDER",
+                   help="take the weights from any ONNX folder dfnb recognises (e.g. deepfilter-rt's) instead")
     s.add_argument("--out", default=None,
                    help="target folder (default models/<short>_<variant>[_b<N>][_<precision>], e.g. models/dfn3_h0)")
     s.add_argument("--force", action="store_true",
@@ -276,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("inspect", help="describe a model folder and check it is complete and consistent")
     s.add_argument("folder")
     s.set_defaults(func=cmd_inspect)
+    s = sub.add_parser("diagnose", help="why a folder, fed as its own host does, differs from offline (and the fix)")
+    s.add_argument("folder")
+    s.add_argument("--clip", default="vb_p232_013", help="a clip name (dfnb.clips) or an audio file")
+    s.add_argument("--feed", choices=FEEDS, default=None, help="the feeding to diagnose (default: the folder's own)")
+    s.add_argument("--window", type=int, default=None, help="T, feature frames per model call")
+    s.add_argument("--out", default=None, help="where diagnose.json/png go (default out/diagnose_<folder>)")
+    s.set_defaults(func=cmd_diagnose)
     s = sub.add_parser("report", help="fidelity report of your clip through your folder (--clip, --folder), or "
                                       "the notebooks, as self-contained HTML")
     from .report import add_arguments

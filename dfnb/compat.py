@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 import types
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["import_df", "torchaudio_status", "install_torchaudio_shim", "SHIM_MARK"]
+__all__ = ["import_df", "torchaudio_status", "install_torchaudio_shim", "SHIM_MARK", "CONFIG_LOCK"]
 
 SHIM_MARK = "__dfnb_torchaudio_shim__"
+CONFIG_LOCK = threading.Lock()
+"""deepfilternet keeps its config in one process-wide object (``df.config.config``) that ``ModelParams`` and
+``df.modules.erb_fb`` read: hold this lock while loading a config.ini into it and building from it."""
 
 
 def torchaudio_status() -> str:

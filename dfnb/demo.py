@@ -24,14 +24,14 @@ def _step(msg: str) -> None:
 
 def run_demo(out_dir: Path = Path("out"), quick: bool = False, models_dir: Path | None = None) -> int:
     """Run the main job; returns 0. Prints every path it writes and the numbers it measures."""
-    from . import clips, metrics, plot
+    from . import assets, clips, metrics, plot
     from .audio import write_audio
     from .errors import ExportError
-    from .export import ensure_export
     from .hosts import open_host
-    from .models import _models_dir, load_model
+    from .models import load_model
     from .offline import enhance_offline
     from .placement import building_file, check_target, marker_text, prepare_folder
+    from .reuse import ensure_export
     from .runtime import enhance
     from .streaming import Stream
 
@@ -40,7 +40,7 @@ def run_demo(out_dir: Path = Path("out"), quick: bool = False, models_dir: Path 
     outputs["fidelity.json"] = out_dir / "fidelity.json"
     for p in outputs.values():
         check_target(p, folder=False, replace=True, error=ExportError, make_parent=False, what="--out")
-    mdir = _models_dir(models_dir)
+    mdir = assets.models_dir(models_dir)
 
     _step("1/4 load DeepFilterNet3")
     t0 = time.perf_counter()

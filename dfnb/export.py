@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from .layout import BASE_IO, MANIFEST_FORMAT, VARIANTS, Layout, StateDesc
 from .placement import building_folder
 from .surgery import graph_io_entries
 
-__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "export_model", "ensure_export", "model_sources", "OPSET"]
+__all__ = ["VARIANTS", "SHORT_NAMES", "default_folder", "export_model", "model_sources", "OPSET"]
 
 SHORT_NAMES = {"DeepFilterNet3": "dfn3", "DeepFilterNet2": "dfn2", "DeepFilterNet3_ll": "dfn3_ll",
                "DeepFilterNet2_ll": "dfn2_ll"}
@@ -247,21 +246,8 @@ def _write_step(loaded: Any, step_model: Any, tmp: Path, feats: dict) -> dict:
     zeros = [torch.zeros(d.shape) for d in descs]
     path = tmp / "step.onnx"
     _onnx_export(step_model, (*hop(0), *zeros), path, in_names, out_names, None)
-    # verify: 40 consecutive hops, states carried in both runtimes
-    import onnx
-    import onnxruntime as ort
-
-    onnx.checker.check_model(str(path), full_check=True)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    st_t, st_o, worst = zeros, [z.numpy() for z in zeros], 0.0
-    for i in range(min(40, spec.shape[0])):
-        xs = hop(i)
-        with torch.no_grad():
-            out_t = step_model(*xs, *st_t)
-        out_o = sess.run(out_names, dict(zip(in_names, [v.numpy() for v in xs] + list(st_o))))
-        worst = max(worst, max(float(np.max(np.abs(a.numpy() - b))) for a, b in zip(out_t, out_o)))
-        st_t, st_o = list(out_t[2:]), out_o[2:]
-    return {"step.onnx": worst}
+    hops = [(*hop(i), *zeros) for i in range(min(40, spec.shape[0]))]  # 40 consecutive hops, states carried
+    return {"step.onnx": _check_against_torch(path, step_model, hops, in_names, out_names, len(descs))}
 
 
 def _manifest(loaded: Any, variant: str, step_model: Any, tmp: Path, report: dict, seconds: float) -> dict:
@@ -300,16 +286,41 @@ def _manifest(loaded: Any, variant: str, step_model: Any, tmp: Path, report: dic
 # ----------------------------------------------------------------------------------------------------------
 def export_model(loaded: Any, variant: str, out: Path | str, *, force: bool = False, quiet: bool = True,
                  streams: int | None = None) -> Path:
-    """Export ``loaded`` (a :class:`dfnb.models.LoadedModel`) as ``variant`` into folder ``out``.
+    """Export a model as one variant into folder ``out``, verified against PyTorch (module docstring).
 
-    ``streams`` (``step`` only) writes the batched step graph for many streams (:mod:`dfnb.batching`).
-    The folder is built beside ``out`` and put in place by :func:`dfnb.placement.building_folder`: ``force``
-    replaces only a dfnb export or import folder (or an empty one), never anything else, the working folder
-    or the weights being read; without ``force`` a folder that appears at ``out`` while the export runs is
-    left untouched (of two concurrent exports to one target, one wins and the other gets an ExportError).
+    The folder is built beside ``out`` and put in place by :func:`dfnb.placement.building_folder` (the
+    ``force`` rules and concurrent exports: module docstring).
 
-    Raises :class:`ExportError` if the variant is unknown, ``out`` exists and ``force`` is false or it is not
-    dfnb's, the target is not writable, or the export does not match PyTorch (max abs diff > 1e-4).
+    Parameters
+    ----------
+    loaded : dfnb.models.LoadedModel
+        The model (:func:`dfnb.models.load_model`, or :func:`dfnb.convert.convert_folder` for another
+        pipeline's folder).
+    variant : {"stateless", "h0", "gru", "full", "step"}
+    out : path
+        The folder to create.
+    force : bool
+        Replace ``out`` if it is a dfnb export or import.
+    quiet : bool
+        Kept for callers; the exporter's warnings are always silenced.
+    streams : int, optional
+        ``step`` only: the batched step graph that advances this many streams per call (:mod:`dfnb.batching`).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``, holding the graphs, ``config.ini`` and ``manifest.json``.
+
+    Raises
+    ------
+    ExportError
+        An unknown variant, ``out`` exists without ``force`` or is not dfnb's, the target is not writable,
+        or the export does not match PyTorch (max abs diff > 1e-4).
+
+    Examples
+    --------
+    >>> export_model(load_model("DeepFilterNet3"), "full", "models/dfn3_full")  # doctest: +SKIP
+    PosixPath('models/dfn3_full')
 
     Notebook: 02_stateful_export
     """
@@ -357,43 +368,3 @@ def model_sources(loaded: Any) -> list[Path]:
     """The paths an export of ``loaded`` reads (its checkpoint folder and the path it was loaded from):
     an export must never be placed over them."""
     return [Path(p) for p in (getattr(loaded, "folder", None), getattr(loaded, "source_path", None)) if p]
-
-
-def ensure_export(loaded: Any, variant: str, root: Path | str = "models", *, say=print) -> Path:
-    """``root/<short>_<variant>`` if it already holds this variant of these weights, else a fresh export.
-
-    A folder that exists but holds something else (another variant, other weights, anything unreadable) is
-    never replaced: the export goes to a new temporary folder instead, and ``say`` tells where.
-
-    Notebook: 02_stateful_export
-    """
-    out = default_folder(loaded.name, variant, root)
-    if out.exists():
-        why = _mismatch(out, loaded, variant)
-        if why is None:
-            say(f"reusing {out} (already exported from the same weights)")
-            return out
-        other = default_folder(loaded.name, variant, tempfile.mkdtemp(prefix="dfnb_export_"))
-        say(f"{out} {why}; left untouched, exporting to {other} instead")
-        out = other
-    try:
-        return export_model(loaded, variant, out)
-    except ExportError:  # another run put its export there meanwhile: reuse it if it is this one
-        if out.exists() and _mismatch(out, loaded, variant) is None:
-            say(f"reusing {out} (exported meanwhile by another run from the same weights)")
-            return out
-        raise
-
-
-def _mismatch(folder: Path, loaded: Any, variant: str) -> str | None:
-    """None if ``folder`` is a usable export of ``variant`` of ``loaded``'s weights, else why not."""
-    from .errors import DfnbError
-    from .folder import inspect_folder
-
-    try:
-        man = inspect_folder(folder).manifest or {}
-    except DfnbError as e:
-        return f"is not usable ({str(e).splitlines()[0][:80]})"
-    if man.get("variant") == variant and man.get("weights", {}).get("sha256") == loaded.source_sha256:
-        return None
-    return "holds another variant or other weights"

@@ -1,27 +1,25 @@
-"""The four DeepFilterNet models: names, configs (:class:`ModelSpec`) and loading deepfilternet's own ``DfNet``.
+"""Load deepfilternet's own PyTorch ``DfNet`` of a model, with its config (:class:`ModelSpec`).
 
 No PyTorch checkpoint of these models can be downloaded here, so the weights come from the official ONNX
-releases, imported exactly by :mod:`dfnb.onnx_import` and then kept as a normal deepfilternet checkpoint
-folder ``<models_dir>/<name>/`` (``config.ini``, ``checkpoints/model_1.ckpt.best``, ``provenance.json``)
-that ``df.enhance.init_df`` reads too.
+releases (:mod:`dfnb.releases`: names, tarballs, sha256, where they are found), imported exactly by
+:func:`import_onnx_release` (deepfilternet builds the model from the release's ``config.ini``,
+:mod:`dfnb.onnx_import` fills every weight) and kept as a normal deepfilternet checkpoint folder
+``<models_dir>/<name>/`` (``config.ini``, ``checkpoints/model_1.ckpt.best``, ``provenance.json``) that
+``df.enhance.init_df`` reads too.
 
-Where :func:`load_model` looks, in order (the first hit wins):
+Where :func:`load_model` looks, in order (the first hit wins): an explicit path (a release tarball, a checkpoint
+folder with ``config.ini`` + ``checkpoints/``, or a folder holding ``enc.onnx``, ``erb_dec.onnx``,
+``df_dec.onnx`` and ``config.ini``); the release tarball in ``$DFNB_MIRROR``, then in ``../shared``
+(:func:`dfnb.releases.search_release`, sha256 checked); deepfilternet's own cache; deepfilternet's own
+download (:func:`dfnb.releases.download`).
 
-1. an explicit path: a release tarball, a checkpoint folder (``config.ini`` + ``checkpoints/``), or a folder
-   holding ``enc.onnx``, ``erb_dec.onnx``, ``df_dec.onnx`` and ``config.ini``;
-2. ``$DFNB_MIRROR/models/onnx-official/<tarball>``;
-3. ``<repo>/../shared/models/onnx-official/<tarball>``;
-4. deepfilternet's own cache, ``df.utils.get_cache_dir()/<name>/`` with ``config.ini`` + ``checkpoints/``;
-5. deepfilternet's own download (``df.enhance.maybe_download_model``), only for the names it knows, only
-   when github.com answers and ``$DFNB_OFFLINE`` is unset.
-
-Every tarball must have the sha256 in :data:`KNOWN_SHA256` (else :class:`~dfnb.errors.ChecksumError`).
 An imported folder is reused only when its ``provenance.json`` names the sha256 of the source found now,
 so a changed source is re-imported; an unreadable cached checkpoint is rebuilt. Only a folder with dfnb's
 ``provenance.json`` is ever replaced (:mod:`dfnb.placement`). A release *folder* given by path is cached in
-``<models_dir>/imports/<basename>-<sha256 prefix>/`` (:func:`import_folder`), never in ``<models_dir>/<basename>``,
-so a path cannot collide with a model name, an export folder or another path. ``models_dir`` defaults to
-``$DFNB_MODELS_DIR`` or ``<repo>/models``. Nothing is loaded at import time.
+``<models_dir>/imports/<basename>-<sha256 prefix>/`` (:func:`import_folder`), never in
+``<models_dir>/<basename>``, so a path cannot collide with a model name, an export folder or another path.
+``models_dir`` defaults to ``$DFNB_MODELS_DIR`` or ``<repo>/models`` (:func:`dfnb.assets.models_dir`). Nothing
+is loaded at import time.
 
 Notebook: 00_tour
 """
@@ -33,40 +31,25 @@ import hashlib
 import json
 import os
 import re
-import socket
-import threading
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dfnb import __version__
+from dfnb import __version__, assets, releases
 from dfnb.args import shown
 from dfnb.assets import sha256_file
-from dfnb.compat import import_df
-from dfnb.errors import AssetNotFoundError, ChecksumError, ModelError
+from dfnb.compat import CONFIG_LOCK, import_df
+from dfnb.errors import AssetNotFoundError, ModelError
+from dfnb.onnx_import import fill_from_onnx, poison_, read_release
 from dfnb.placement import building_folder, check_target
 
-__all__ = ["MODEL_NAMES", "RELEASE_TARBALLS", "KNOWN_SHA256", "CHECKPOINT_FILE", "CONFIG_LOCK", "ModelSpec",
-           "LoadedModel", "build_model", "load_model", "load_checkpoint_folder", "find_release_tarball", "sha256_file",
-           "import_folder"]
+__all__ = ["CHECKPOINT_FILE", "ModelSpec", "LoadedModel", "build_model", "load_model", "load_checkpoint_folder",
+           "import_onnx_release", "import_folder"]
 
-MODEL_NAMES = ("DeepFilterNet3", "DeepFilterNet2", "DeepFilterNet3_ll", "DeepFilterNet2_ll")
-RELEASE_TARBALLS = {"DeepFilterNet3": "DeepFilterNet3_onnx.tar.gz", "DeepFilterNet2": "DeepFilterNet2_onnx.tar.gz",
-                    "DeepFilterNet3_ll": "DeepFilterNet3_ll_onnx.tar.gz", "DeepFilterNet2_ll": "DeepFilterNet2_onnx_ll.tar.gz"}
-# copied from shared/models/onnx-official/SHA256SUMS
-KNOWN_SHA256 = {
-    "DeepFilterNet2_onnx.tar.gz": "412e81d8d1779b8f925ac4b53472655a9f866c4af73dbf930ab587359f631628",
-    "DeepFilterNet2_onnx_ll.tar.gz": "df7ed81f83dce963a4e7802c2aa10d566fa47d58fbedba841d3c791791ee7edc",
-    "DeepFilterNet3_ll_onnx.tar.gz": "5998e58e8ba0e09bb76986ef97b84afa065a571ef282d4a1222f341e3251cf3a",
-    "DeepFilterNet3_onnx.tar.gz": "c94d91f70911001c946e0fabb4aa9adc37045f45a03b56008cb0c8244cb63616",
-}
 # Epoch 1, not 0: df.enhance.init_df treats a checkpoint of epoch 0 as "not found" and calls exit(1).
 CHECKPOINT_FILE = "model_1.ckpt.best"
-# deepfilternet keeps its config in one process-wide object that ModelParams reads at construction.
-CONFIG_LOCK = threading.Lock()
-REPO = Path(__file__).resolve().parent.parent
-SHARED_MODELS_DIR = REPO.parent / "shared" / "models" / "onnx-official"
 # an import replaces only an earlier import (provenance.json), never a folder dfnb did not write
 _CACHE_RULES = dict(replace=True, kinds=("import",), error=ModelError, what="DFNB_MODELS_DIR (or models_dir=)")
 
@@ -123,7 +106,8 @@ class LoadedModel:
         from libdf import DF
 
         s = self.spec
-        return DF(sr=s.sr, fft_size=s.fft_size, hop_size=s.hop_size, nb_bands=s.nb_erb, min_nb_erb_freqs=s.min_nb_erb_freqs)
+        return DF(sr=s.sr, fft_size=s.fft_size, hop_size=s.hop_size, nb_bands=s.nb_erb,
+                  min_nb_erb_freqs=s.min_nb_erb_freqs)
 
     def activate(self) -> None:
         """Load this model's config.ini into deepfilternet's process-wide config, for ``df`` functions that
@@ -167,9 +151,11 @@ def build_model(config_ini: Path, name: str = "") -> tuple[Any, ModelSpec]:
         _load_config(config_ini)
         family = config("MODEL", default="deepfilternet3", section="train")
         if family not in ("deepfilternet3", "deepfilternet2"):
-            raise ModelError(f"{config_ini} describes a '{family}' model; dfnb handles deepfilternet3 and deepfilternet2.")
+            raise ModelError(f"{config_ini} describes a '{family}' model; dfnb handles deepfilternet3 and "
+                             "deepfilternet2.")
         p = ModelParams()
-        state = DF(sr=p.sr, fft_size=p.fft_size, hop_size=p.hop_size, nb_bands=p.nb_erb, min_nb_erb_freqs=p.min_nb_freqs)
+        state = DF(sr=p.sr, fft_size=p.fft_size, hop_size=p.hop_size, nb_bands=p.nb_erb,
+                   min_nb_erb_freqs=p.min_nb_freqs)
         spec = ModelSpec(
             name=name or config_ini.parent.name, family=family, sr=p.sr, fft_size=p.fft_size, hop_size=p.hop_size,
             nb_erb=p.nb_erb, nb_df=p.nb_df, df_order=p.df_order, df_lookahead=p.df_lookahead,
@@ -199,125 +185,92 @@ def load_checkpoint_folder(folder: Path) -> LoadedModel:
              if f.name.split(".")[0].rsplit("_", 1)[-1].isdigit() and f.name.endswith((".ckpt", ".ckpt.best"))]
     best = [x for x in found if x[1].name.endswith(".best")] or found
     if not (folder / "config.ini").is_file() or not best:
-        raise ModelError(f"{folder} is not a checkpoint folder: it needs config.ini and checkpoints/model_<epoch>.ckpt[.best]. "
+        raise ModelError(f"{folder} is not a checkpoint folder: it needs config.ini and "
+                         "checkpoints/model_<epoch>.ckpt[.best]. "
                          "Pass a release tarball instead, or delete the folder so it is rebuilt.")
     cp = max(best)[1]
     net, spec = build_model(folder / "config.ini", name=folder.name)
     try:
         sd = torch.load(cp, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated / not a torch file
-        raise ModelError(f"Unreadable checkpoint {cp} ({e.__class__.__name__}: {e}). Delete {folder} so it is re-imported.") from e
+    except Exception as e:
+        raise ModelError(f"Unreadable checkpoint {cp} ({e.__class__.__name__}: {e}). Delete {folder} so it is "
+                         "re-imported.") from e
     if isinstance(sd, dict) and isinstance(sd.get("model"), dict):
         sd = sd["model"]
     if not isinstance(sd, dict):
-        raise ModelError(f"Checkpoint {cp} holds a {type(sd).__name__}, not a state_dict. Delete {folder} so it is re-imported.")
+        raise ModelError(f"Checkpoint {cp} holds a {type(sd).__name__}, not a state_dict. Delete {folder} so it is "
+                         "re-imported.")
     sd = {k.replace("clc", "df"): v for k, v in sd.items()}  # as df.checkpoint.read_cp does
     own = net.state_dict()
     for k, v in own.items():
         if k not in sd:
-            raise ModelError(f"Checkpoint {cp} lacks parameter {k} that the config.ini model has. Config and weights disagree.")
+            raise ModelError(f"Checkpoint {cp} lacks parameter {k} that the config.ini model has. Config and "
+                             "weights disagree.")
         if tuple(sd[k].shape) != tuple(v.shape):
-            raise ModelError(f"config.ini and weights disagree at {k}: the model built from {folder / 'config.ini'} expects "
-                             f"{tuple(v.shape)}, {cp.name} has {tuple(sd[k].shape)}. Use the config.ini saved with these weights.")
+            raise ModelError(f"config.ini and weights disagree at {k}: the model built from {folder / 'config.ini'} "
+                             f"expects {tuple(v.shape)}, {cp.name} has {tuple(sd[k].shape)}. Use the config.ini saved "
+                             "with these weights.")
         if sd[k].is_floating_point() and not torch.isfinite(sd[k]).all():
             raise ModelError(f"Checkpoint {cp} has non-finite values in {k}. Delete {folder} so it is re-imported.")
     net.load_state_dict({k: sd[k] for k in own}, strict=True)
     return LoadedModel(spec.name, spec, net.eval(), folder, f"checkpoint {cp}", sha256_file(cp))
 
 
-def _check_name(name: str) -> None:
-    if name not in MODEL_NAMES:
-        raise ModelError(f"Unknown model '{name}'. Valid names: {', '.join(MODEL_NAMES)} (or pass a path to a release "
-                         "tarball, a checkpoint folder or an ONNX release folder).")
-
-
-def _verify_tarball(path: Path, name: str | None = None) -> tuple[str, str]:
-    """Return (model name, sha256) of a release tarball, or raise ChecksumError."""
-    sha = sha256_file(path)
-    by_file = {t: n for n, t in RELEASE_TARBALLS.items()}
-    want = KNOWN_SHA256.get(RELEASE_TARBALLS[name] if name else path.name)
-    if want is not None and sha != want:
-        raise ChecksumError(f"{path} has sha256 {sha}, expected {want} (shared/models/onnx-official/SHA256SUMS): the file is "
-                            "corrupt, truncated or a different release. Copy it again from the shared folder or DFNB_MIRROR.")
-    if want is None:
-        hit = [f for f, s in KNOWN_SHA256.items() if s == sha]
-        if not hit:
-            raise ChecksumError(f"{path} (sha256 {sha}) is not one of the official releases in KNOWN_SHA256. "
-                                "For your own export, unpack it and pass the folder (enc.onnx, erb_dec.onnx, df_dec.onnx, config.ini).")
-        return by_file[hit[0]], sha
-    return name or by_file[path.name], sha
-
-
-def _search_release(name: str, tried: list[str]) -> Path | None:
-    """The first release tarball of ``name`` in $DFNB_MIRROR, then ../shared; appends misses to ``tried``."""
-    tb, mirror = RELEASE_TARBALLS[name], os.environ.get("DFNB_MIRROR")
-    for label, path in (("$DFNB_MIRROR/models/onnx-official", Path(mirror) / "models" / "onnx-official" / tb if mirror else None),
-                        ("<repo>/../shared/models/onnx-official", SHARED_MODELS_DIR / tb)):
-        if path is not None and path.is_file():
-            return path
-        tried.append(f"{label}: {path} not found" if path else f"{label}: DFNB_MIRROR is not set")
-    return None
-
-
-def find_release_tarball(name: str) -> tuple[Path, str]:
-    """Return ``(path, sha256)`` of the official release tarball of ``name`` (mirror first, then ../shared)."""
-    _check_name(name)
-    tried: list[str] = []
-    path = _search_release(name, tried)
-    if path is None:
-        raise AssetNotFoundError(_not_found(name, tried))
-    return path, _verify_tarball(path, name)[1]
-
-
-def _not_found(name: str, tried: list[str]) -> str:
-    lines = "\n".join(f"  {i}. {t}" for i, t in enumerate(tried, 1))
-    return (f"No weights found for {name}. Tried, in order:\n{lines}\nTo fix: set DFNB_MIRROR to a folder holding "
-            f"models/onnx-official/{RELEASE_TARBALLS[name]}, or put the shared folder beside the checkout "
-            f"({SHARED_MODELS_DIR.parent.parent}), or pass a path: load_model('/path/to/{RELEASE_TARBALLS[name]}').")
-
-
-def _df_cache_root() -> Path:
-    import_df()
-    from df.utils import get_cache_dir
-
-    return Path(get_cache_dir())
-
-
-def _online(host: str = "github.com") -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-        return True
-    except OSError:
-        return False
-
-
-def _models_dir(models_dir: Path | None) -> Path:
-    return Path(models_dir or os.environ.get("DFNB_MODELS_DIR") or REPO / "models")
-
-
 def load_model(name_or_path: str | Path, *, models_dir: Path | None = None) -> LoadedModel:
-    """Load a model by name (searched as the module docstring says) or from an explicit path."""
+    """Load deepfilternet's ``DfNet`` of a model, by name or from a path, with every weight of its release.
+
+    Parameters
+    ----------
+    name_or_path : str or path
+        A model name (:data:`dfnb.releases.MODEL_NAMES`, searched as the module docstring says), or the path
+        of a release tarball, a checkpoint folder (``config.ini`` + ``checkpoints/``) or an unpacked release
+        folder (``enc.onnx``, ``erb_dec.onnx``, ``df_dec.onnx``, ``config.ini``).
+    models_dir : path, optional
+        Where imported checkpoints are cached (default :func:`dfnb.assets.models_dir`).
+
+    Returns
+    -------
+    LoadedModel
+        ``net`` (eval, float32, CPU), ``spec``, the checkpoint ``folder``, ``source`` and ``source_sha256``.
+
+    Raises
+    ------
+    AssetNotFoundError
+        Found nowhere (the message lists every place tried); ``ChecksumError`` for a tarball that is not the
+        pinned release; ``ModelError`` for an unknown name or weights that do not fit their config.ini.
+
+    Examples
+    --------
+    >>> lm = load_model("DeepFilterNet3")  # doctest: +SKIP
+    >>> lm.spec.family, lm.spec.conv_lookahead  # doctest: +SKIP
+    ('deepfilternet3', 2)
+
+    Notebook: 00_tour
+    """
     if not isinstance(name_or_path, (str, os.PathLike)) or isinstance(name_or_path, bytes) or not str(name_or_path):
-        raise ModelError(f"load_model() takes a model name ({', '.join(MODEL_NAMES)}) or the path of a release "
+        raise ModelError(f"load_model() takes a model name ({', '.join(releases.MODEL_NAMES)}) or the path of a "
+                         "release "
                          f"tarball or checkpoint folder, got {shown(name_or_path)}.")
     if models_dir is not None and (not isinstance(models_dir, (str, os.PathLike)) or isinstance(models_dir, bytes)):
         raise ModelError(f"models_dir must be a folder path or None, got {shown(models_dir)}.")
-    mdir = _models_dir(models_dir)
+    mdir = assets.models_dir(models_dir)
     if isinstance(name_or_path, os.PathLike):
         name_or_path = Path(name_or_path)
-    if isinstance(name_or_path, Path) or name_or_path not in MODEL_NAMES:
+    if isinstance(name_or_path, Path) or name_or_path not in releases.MODEL_NAMES:
         p = Path(name_or_path).expanduser()
         if p.exists():
             return _load_path(p, mdir)
-        if isinstance(name_or_path, Path) or os.sep in name_or_path or name_or_path.endswith((".tar.gz", ".tgz", ".ini")):
-            raise AssetNotFoundError(f"{p} does not exist. Pass an existing release tarball or model folder, or a name: {', '.join(MODEL_NAMES)}.")
-        _check_name(str(name_or_path))
+        if isinstance(name_or_path, Path) or os.sep in name_or_path or name_or_path.endswith((".tar.gz", ".tgz",
+                                                                                              ".ini")):
+            raise AssetNotFoundError(f"{p} does not exist. Pass an existing release tarball or model folder, or a "
+                                     f"name: {', '.join(releases.MODEL_NAMES)}.")
+        releases.check_name(str(name_or_path))
     name = str(name_or_path)
     tried: list[str] = []
-    path = _search_release(name, tried)
+    path = releases.search_release(name, tried)
     if path is not None:
-        return _from_release(name, path, _verify_tarball(path, name)[1], mdir / name)
-    cache = _df_cache_root() / name
+        return _from_release(name, path, releases.verify_tarball(path, name)[1], mdir / name)
+    cache = releases.deepfilternet_cache(name)
     if (cache / "config.ini").is_file() and (cache / "checkpoints").is_dir():
         try:
             return load_checkpoint_folder(cache)
@@ -325,46 +278,26 @@ def load_model(name_or_path: str | Path, *, models_dir: Path | None = None) -> L
             tried.append(f"deepfilternet cache {cache}: found but unusable ({e})")
     else:
         tried.append(f"deepfilternet cache {cache}: no config.ini + checkpoints/")
-    folder = _download(name, tried)
+    folder = releases.download(name, tried)
     if folder is not None:
         return load_checkpoint_folder(folder)
     if (mdir / name / "provenance.json").is_file():
         tried.append(f"(an earlier import exists at {mdir / name}; pass that path to use it without its source)")
-    raise AssetNotFoundError(_not_found(name, tried))
-
-
-def _download(name: str, tried: list[str]) -> Path | None:
-    import_df()
-    from df.enhance import PRETRAINED_MODELS, maybe_download_model
-
-    if name not in PRETRAINED_MODELS:
-        tried.append(f"deepfilternet download: not offered for {name} (it knows {', '.join(PRETRAINED_MODELS)})")
-    elif os.environ.get("DFNB_OFFLINE"):
-        tried.append("deepfilternet download: skipped because DFNB_OFFLINE is set")
-    elif not _online():
-        tried.append("deepfilternet download: skipped, github.com is not reachable (offline)")
-    else:
-        try:
-            return Path(maybe_download_model(name))
-        except (Exception, SystemExit) as e:  # deepfilternet calls exit(1) on HTTP errors
-            tried.append(f"deepfilternet download of {name}: failed ({e!r})")
-    return None
+    raise AssetNotFoundError(releases.not_found(name, tried))
 
 
 def _load_path(p: Path, mdir: Path) -> LoadedModel:
     if p.is_file() and p.name.endswith((".tar.gz", ".tgz", ".tar")):
-        name, sha = _verify_tarball(p)  # an official release: the same weights as the name, so its folder
+        name, sha = releases.verify_tarball(p)  # an official release: the same weights as the name, so its folder
         return _from_release(name, p, sha, mdir / name)
     if p.is_dir() and (p / "checkpoints").is_dir():
         lm = load_checkpoint_folder(p)
         lm.source_path = p
         return lm
     if p.is_dir():
-        from dfnb.onnx_import import read_release
-
         files = read_release(p)  # raises ModelError when the folder is not a release either
-        digest = hashlib.sha256("".join(f"{k}:{hashlib.sha256(v).hexdigest()}\n" for k, v in sorted(files.items())).encode())
-        sha = digest.hexdigest()
+        listing = "".join(f"{k}:{hashlib.sha256(v).hexdigest()}\n" for k, v in sorted(files.items()))
+        sha = hashlib.sha256(listing.encode()).hexdigest()
         return _from_release(p.name, p, sha, import_folder(p, sha, mdir))
     raise ModelError(f"{p} is neither a release tarball (.tar.gz), a checkpoint folder (config.ini + checkpoints/) "
                      "nor a folder with enc.onnx, erb_dec.onnx, df_dec.onnx and config.ini.")
@@ -384,7 +317,43 @@ def import_folder(source: Path | str, sha256: str, models_dir: Path | None = Non
     Notebook: 00_tour
     """
     label = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(source).name).lstrip(".") or "release"
-    return _models_dir(models_dir) / "imports" / f"{label}-{sha256[:16]}"
+    return assets.models_dir(models_dir) / "imports" / f"{label}-{sha256[:16]}"
+
+
+def import_onnx_release(tarball_or_dir: Path | str, name: str = "") -> tuple[Any, ModelSpec, dict]:
+    """Build ``DfNet`` from a release's own config.ini and fill every parameter and buffer from its graphs.
+
+    Parameters
+    ----------
+    tarball_or_dir : path
+        An official ``*_onnx.tar.gz`` or its unpacked folder (:func:`dfnb.onnx_import.read_release`).
+    name : str
+        The model's name (default: the release's, from the tarball's name, else the file's name).
+
+    Returns
+    -------
+    (torch.nn.Module, ModelSpec, dict)
+        The filled net (eval, float32), its spec, and :func:`dfnb.onnx_import.fill_from_onnx`'s report (which
+        ONNX tensor filled which parameter, what was ignored and why) with ``source`` and ``config_ini``.
+
+    Examples
+    --------
+    >>> net, spec, report = import_onnx_release("DeepFilterNet3_onnx.tar.gz")  # doctest: +SKIP
+
+    Notebook: 00_tour
+    """
+    files = read_release(Path(tarball_or_dir))
+    base = Path(tarball_or_dir).name
+    name = name or {t: n for n, t in releases.RELEASE_TARBALLS.items()}.get(base, base)
+    with tempfile.TemporaryDirectory(prefix="dfnb-release-") as tmp:
+        cfg = Path(tmp) / "config.ini"
+        cfg.write_bytes(files["config.ini"])
+        net, spec = build_model(cfg, name=name)
+    poison_(net)
+    report = fill_from_onnx(net, spec, files)
+    report["source"] = str(tarball_or_dir)
+    report["config_ini"] = files["config.ini"].decode()
+    return net, spec, report
 
 
 def _from_release(name: str, source: Path, sha: str, target: Path) -> LoadedModel:
@@ -395,10 +364,8 @@ def _from_release(name: str, source: Path, sha: str, target: Path) -> LoadedMode
             lm = load_checkpoint_folder(target)
             lm.name, lm.source, lm.source_sha256, lm.source_path = name, label, sha, source
             return lm
-    except Exception:  # missing, stale or corrupt cache: rebuild it
+    except Exception:  # noqa: BLE001 -- missing, stale or corrupt cache: rebuild it
         pass
-    from dfnb.onnx_import import import_onnx_release
-
     check_target(target, folder=True, sources=[source], **_CACHE_RULES)  # before the import's work
     net, spec, report = import_onnx_release(source, name=name)
     import_df()
@@ -407,7 +374,8 @@ def _from_release(name: str, source: Path, sha: str, target: Path) -> LoadedMode
     prov = {"name": name, "source": str(source), "source_sha256": sha, "dfnb_version": __version__,
             "deepfilternet_version": df_version, "checkpoint": f"checkpoints/{CHECKPOINT_FILE}",
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "onnx_tensors_used": len(report["used"]), "ignored": report["ignored"], "zero_filled": report["zero_filled"]}
+            "onnx_tensors_used": len(report["used"]), "ignored": report["ignored"],
+            "zero_filled": report["zero_filled"]}
     _write_folder(target, net, report["config_ini"], prov, source)
     return LoadedModel(name, spec, net, target, label, sha, source)
 
@@ -424,4 +392,5 @@ def _write_folder(target: Path, net: Any, config_text: str, prov: dict, source: 
             torch.save(net.state_dict(), tmp / "checkpoints" / CHECKPOINT_FILE)
             (tmp / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
     except OSError as e:
-        raise ModelError(f"Cannot write imported weights to {target} ({e}). Check permissions, or set DFNB_MODELS_DIR.") from e
+        raise ModelError(f"Cannot write imported weights to {target} ({e}). Check permissions, or set "
+                         "DFNB_MODELS_DIR.") from e

@@ -44,7 +44,6 @@ report's ``ignored`` (the ``Pad`` fill value 0, and the lsnr scale/offset, which
 from __future__ import annotations
 
 import tarfile
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,11 +51,11 @@ from typing import Any
 
 from dfnb.errors import AssetNotFoundError, ModelError
 
-__all__ = ["ONNX_PARTS", "read_release", "import_onnx_release", "fill_from_onnx", "poison_"]
+__all__ = ["ONNX_PARTS", "read_release", "fill_from_onnx", "fill_from_graphs", "poison_"]
 
 ONNX_PARTS = ("enc", "erb_dec", "df_dec")
 _FILES = ("config.ini",) + tuple(f"{p}.onnx" for p in ONNX_PARTS)
-_FOLDABLE = {"Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Cast"}
+_FOLDABLE = {"Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Cast", "Slice", "Concat"}
 
 
 def read_release(path: Path) -> dict[str, bytes]:
@@ -96,27 +95,6 @@ def poison_(net: Any) -> None:
                 v.fill_(float("nan"))
 
 
-def import_onnx_release(tarball_or_dir: Path, name: str = "") -> tuple[Any, Any, dict]:
-    """Build ``DfNet`` from the release's own config.ini and fill every parameter/buffer from its graphs.
-
-    Returns ``(net, spec, report)``; ``report`` says which ONNX tensor filled which parameter, what was
-    ignored and why, what stayed unused, and holds the release's ``config_ini`` text.
-    """
-    from dfnb.models import RELEASE_TARBALLS, build_model
-
-    files = read_release(Path(tarball_or_dir))
-    name = name or {t: n for n, t in RELEASE_TARBALLS.items()}.get(Path(tarball_or_dir).name, Path(tarball_or_dir).name)
-    with tempfile.TemporaryDirectory(prefix="dfnb-release-") as tmp:
-        cfg = Path(tmp) / "config.ini"
-        cfg.write_bytes(files["config.ini"])
-        net, spec = build_model(cfg, name=name)
-    poison_(net)
-    report = fill_from_onnx(net, spec, files)
-    report["source"] = str(tarball_or_dir)
-    report["config_ini"] = files["config.ini"].decode()
-    return net, spec, report
-
-
 # ---------------------------------------------------------------- ONNX side
 @dataclass
 class _Op:
@@ -154,6 +132,14 @@ def _graph_ops(model: Any, part: str, ignored: dict[str, str], lsnr: tuple[float
                 x = np.squeeze(x, tuple(axes) if axes else None) if sq else np.expand_dims(x, tuple(axes))
             elif n.op_type == "Cast":
                 x = x.astype(onnx.helper.tensor_dtype_to_np_dtype(at["to"]))
+            elif n.op_type == "Slice":  # torch's dynamo exporter reorders GRU gates with Slice + Concat
+                st, en = vals[ins[1]].tolist(), vals[ins[2]].tolist()
+                ax = vals[ins[3]].tolist() if len(ins) > 3 else list(range(len(st)))
+                sp = vals[ins[4]].tolist() if len(ins) > 4 else [1] * len(st)
+                cut = {a: slice(b, e, k) for a, b, e, k in zip(ax, st, en, sp)}
+                x = x[tuple(cut.get(a, slice(None)) for a in range(x.ndim))]
+            elif n.op_type == "Concat":
+                x = np.concatenate([vals[i] for i in ins], axis=at["axis"])
             vals[n.output[0]] = x
             origin[n.output[0]] = set().union(*(origin.get(i, set()) for i in ins))
     floats = {k for k in origin if len(origin[k]) == 1 and k in origin[k] and vals[k].dtype.kind == "f"}
@@ -282,13 +268,26 @@ def _next_bn(net: Any, name: str) -> tuple[str, Any] | None:
 # ---------------------------------------------------------------- fill
 def fill_from_onnx(net: Any, spec: Any, files: dict[str, bytes]) -> dict:
     """Copy every weight from the three graphs of ``files`` (see :func:`read_release`) into ``net``."""
-    import numpy as np
     import onnx
+
+    parts = {}
+    for part in ONNX_PARTS:
+        try:
+            parts[part] = [onnx.load_model_from_string(files[f"{part}.onnx"])]
+        except Exception as e:  # protobuf DecodeError and friends
+            raise ModelError(f"{part}.onnx of this release is not a readable ONNX model ({e}). Copy the release "
+                             "again.") from e
+    return fill_from_graphs(net, spec, parts)
+
+
+def fill_from_graphs(net: Any, spec: Any, parts: dict[str, list[Any]]) -> dict:
+    """Copy every weight into ``net`` from ONNX graphs grouped by model part (``enc``/``erb_dec``/``df_dec``;
+    a part may span several graphs, e.g. deepfilter-rt's ``enc_conv`` + ``enc_gru``, taken in order)."""
+    import numpy as np
     import torch
     from torch import nn
 
-    from dfnb.compat import import_df
-    from dfnb.models import CONFIG_LOCK
+    from dfnb.compat import CONFIG_LOCK, import_df
 
     new: dict[str, Any] = {}
     mapping, ignored = {}, {}  # parameter -> "part.onnx:tensor...", tensor -> why it is not a weight
@@ -309,13 +308,11 @@ def fill_from_onnx(net: Any, spec: Any, files: dict[str, bytes]) -> dict:
         mapping[pname] = f"{part}.onnx:{'+'.join(op.tensors)}{how}"
 
     for part in ONNX_PARTS:
-        try:
-            model = onnx.load_model_from_string(files[f"{part}.onnx"])
-        except Exception as e:  # protobuf DecodeError and friends
-            raise ModelError(f"{part}.onnx of this release is not a readable ONNX model ({e}). Copy the release "
-                             "again.") from e
-        ops, floats = _graph_ops(model, part, ignored, lsnr)
-        all_floats |= floats
+        ops = []
+        for model in parts[part]:
+            more, floats = _graph_ops(model, part, ignored, lsnr)
+            ops += more
+            all_floats |= floats
         for kind in ("conv", "gru", "einsum", "linear"):
             o_list = [op for op in ops if op.kind == kind]
             t_list = tops[part].get(kind, [])

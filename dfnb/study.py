@@ -107,7 +107,8 @@ def prepare_exports(models: Sequence[str], root: Path | str | None = None, *, va
 
     Notebook: 06_quality_cost
     """
-    from .export import default_folder, ensure_export
+    from .export import default_folder
+    from .reuse import ensure_export
 
     root = Path(root) if root is not None else Path(tempfile.gettempdir()) / "dfnb_quality"
     reuse = Path(reuse_from) if reuse_from is not None else Path(__file__).resolve().parent.parent / "models"

@@ -52,8 +52,9 @@ import soundfile as sf
 from dfnb import clips, diagram, listen, metrics, plot
 from dfnb.files import enhance_file
 from dfnb.layout import delay_frames, delay_samples
-from dfnb.models import KNOWN_SHA256, RELEASE_TARBALLS, load_model
+from dfnb.models import load_model
 from dfnb.offline import BlockOffline, enhance_offline
+from dfnb.releases import KNOWN_SHA256, RELEASE_TARBALLS
 
 # %% [markdown]
 # ## 1 · The model in numbers

@@ -55,12 +55,13 @@ import torch
 
 import dfnb
 from dfnb import clips, dsp, listen, metrics, plot
-from dfnb.export import VARIANTS, ensure_export
+from dfnb.export import VARIANTS
 from dfnb.folder import inspect_folder
 from dfnb.hosts.onnx import Host
 from dfnb.layout import STATE_GROUPS
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
+from dfnb.reuse import ensure_export
 from dfnb.runtime import enhance
 
 torch.set_num_threads(1)  # exports and the reference are small; one thread avoids contention on a busy machine

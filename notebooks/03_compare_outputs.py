@@ -51,11 +51,11 @@ import torch
 
 import dfnb
 from dfnb import clips, listen, metrics, plot, plot_states
-from dfnb.export import ensure_export
 from dfnb.hosts.onnx import Host
 from dfnb.layout import STATE_GROUPS
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
+from dfnb.reuse import ensure_export
 from dfnb.runtime import enhance
 from dfnb.streaming import Stream
 

@@ -50,12 +50,12 @@ import torch
 
 import dfnb
 from dfnb import clips, listen, metrics, plot
-from dfnb.export import ensure_export
 from dfnb.folder import inspect_folder
 from dfnb.hosts.onnx import Host
 from dfnb.layout import delay_samples
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
+from dfnb.reuse import ensure_export
 from dfnb.runtime import enhance
 from dfnb.streaming import Stream
 

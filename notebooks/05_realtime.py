@@ -67,11 +67,11 @@ from IPython.display import display
 
 import dfnb
 from dfnb import clips, listen, metrics, plot
-from dfnb.export import ensure_export
 from dfnb.hosts.fast import FastStepHost
 from dfnb.hosts.onnx import Host
 from dfnb.models import load_model
 from dfnb.offline import enhance_offline
+from dfnb.reuse import ensure_export
 from dfnb.runtime import enhance
 
 torch.set_num_threads(1)  # the reference and exports only; the timed hosts are onnxruntime (THREADS)

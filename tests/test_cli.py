@@ -21,7 +21,7 @@ from dfnb import cli, errors
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import error_table as et
 
-COMMANDS = [[], ["models"], ["enhance"], ["export"], ["inspect"], ["report"], ["demo"]]
+COMMANDS = [[], ["models"], ["enhance"], ["export"], ["inspect"], ["diagnose"], ["report"], ["demo"]]
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from dfnb import models, onnx_import
+from dfnb import models, releases
+from dfnb.assets import sha256_file
 from dfnb.compat import import_df
 from dfnb.errors import AssetNotFoundError, ChecksumError, ModelError
 from test_onnx_import import features, onnx_outputs, release, shifted, torch_outputs
@@ -31,12 +32,12 @@ def nowhere(tmp_path, monkeypatch):
     """No mirror, no ../shared, an empty deepfilternet cache, no download."""
     monkeypatch.setenv("DFNB_MIRROR", str(tmp_path / "mirror"))
     monkeypatch.setenv("DFNB_OFFLINE", "1")
-    monkeypatch.setattr(models, "SHARED_MODELS_DIR", tmp_path / "shared" / "models" / "onnx-official")
-    monkeypatch.setattr(models, "_df_cache_root", lambda: tmp_path / "df-cache")
+    monkeypatch.setattr(releases, "SHARED_MODELS_DIR", tmp_path / "shared" / "models" / "onnx-official")
+    monkeypatch.setattr(releases, "deepfilternet_cache", lambda name: tmp_path / "df-cache" / name)
     return tmp_path
 
 
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
+@pytest.mark.parametrize("name", releases.MODEL_NAMES)
 def test_spec_is_read_from_the_release_config(name, tmp_path):
     import_df()
     from df.utils import get_norm_alpha
@@ -101,8 +102,8 @@ def test_unknown_name():
 
 
 def test_tarball_with_wrong_sha256(tmp_path):
-    src, sha = models.find_release_tarball("DeepFilterNet2")
-    assert sha == models.KNOWN_SHA256["DeepFilterNet2_onnx.tar.gz"]
+    src, sha = releases.find_release_tarball("DeepFilterNet2")
+    assert sha == releases.KNOWN_SHA256["DeepFilterNet2_onnx.tar.gz"]
     bad = tmp_path / src.name
     data = bytearray(src.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -110,7 +111,7 @@ def test_tarball_with_wrong_sha256(tmp_path):
     with pytest.raises(ChecksumError) as e:
         models.load_model(bad, models_dir=tmp_path / "models")
     msg = str(e.value)
-    assert str(bad) in msg and sha in msg and models.sha256_file(bad) in msg and "Copy it again" in msg
+    assert str(bad) in msg and sha in msg and sha256_file(bad) in msg and "Copy it again" in msg
 
 
 def test_nothing_found_lists_every_place(nowhere):
@@ -130,9 +131,9 @@ def test_mirror_comes_before_shared(nowhere, shared_dir):
     mirror.mkdir(parents=True)
     src = shared_dir / "models" / "onnx-official" / "DeepFilterNet2_onnx_ll.tar.gz"
     os.symlink(src, mirror / src.name)
-    assert models.find_release_tarball("DeepFilterNet2_ll")[0] == mirror / src.name
+    assert releases.find_release_tarball("DeepFilterNet2_ll")[0] == mirror / src.name
     lm = models.load_model("DeepFilterNet2_ll", models_dir=nowhere / "models")
-    assert str(mirror) in lm.source and lm.source_sha256 == models.KNOWN_SHA256[src.name]
+    assert str(mirror) in lm.source and lm.source_sha256 == releases.KNOWN_SHA256[src.name]
 
 
 def test_config_and_weights_that_disagree(tmp_path):
@@ -149,7 +150,7 @@ def test_imported_folder_is_reused_and_read_by_init_df(tmp_path, monkeypatch, re
     t0 = time.perf_counter()
     first = models.load_model("DeepFilterNet3_ll", models_dir=tmp_path)
     t1 = time.perf_counter()
-    monkeypatch.setattr(onnx_import, "import_onnx_release", lambda *a, **k: pytest.fail("re-imported"))
+    monkeypatch.setattr(models, "import_onnx_release", lambda *a, **k: pytest.fail("re-imported"))
     second = models.load_model("DeepFilterNet3_ll", models_dir=tmp_path)
     t2 = time.perf_counter()
     print(f"\nimport {t1 - t0:.2f} s, reuse {t2 - t1:.2f} s")
@@ -183,15 +184,15 @@ def test_corrupt_or_stale_folder_is_rebuilt(tmp_path, monkeypatch):
     prov = lm.folder / "provenance.json"
     prov.write_text(prov.read_text().replace(lm.source_sha256, "0" * 64))
     calls = []
-    real = onnx_import.import_onnx_release
-    monkeypatch.setattr(onnx_import, "import_onnx_release", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = models.import_onnx_release
+    monkeypatch.setattr(models, "import_onnx_release", lambda *a, **k: calls.append(1) or real(*a, **k))
     models.load_model("DeepFilterNet2_ll", models_dir=tmp_path)
     assert calls == [1] and json.loads(prov.read_text())["source_sha256"] == lm.source_sha256
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left behind
 
 
 def test_explicit_paths(tmp_path):
-    tarball, sha = models.find_release_tarball("DeepFilterNet2")
+    tarball, sha = releases.find_release_tarball("DeepFilterNet2")
     by_tarball = models.load_model(tarball, models_dir=tmp_path / "m")
     assert by_tarball.name == "DeepFilterNet2" and by_tarball.source_sha256 == sha
     shutil.unpack_archive(str(tarball), tmp_path / "unpacked")

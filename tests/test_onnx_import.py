@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from dfnb import models, onnx_import
+from dfnb import models, onnx_import, releases
 from dfnb.compat import import_df
 from dfnb.errors import ModelError
 
-NAMES = models.MODEL_NAMES
+NAMES = releases.MODEL_NAMES
 ENC_OUT = ("e0", "e1", "e2", "e3", "emb", "c0", "lsnr")
 
 
 @functools.cache
 def release(name: str) -> dict[str, bytes]:
-    return onnx_import.read_release(models.find_release_tarball(name)[0])
+    return onnx_import.read_release(releases.find_release_tarball(name)[0])
 
 
 @functools.cache
@@ -186,11 +186,11 @@ def test_config_of_other_model_is_refused(tmp_path):
         (tmp_path / f).write_bytes(release("DeepFilterNet3")[f])
     (tmp_path / "config.ini").write_bytes(release("DeepFilterNet3_ll")["config.ini"])
     with pytest.raises(ModelError, match=r"disagree.*expects \(.*\).*has \("):
-        onnx_import.import_onnx_release(tmp_path)
+        models.import_onnx_release(tmp_path)
 
 
 def test_release_folder_layout(tmp_path):
-    shutil.unpack_archive(str(models.find_release_tarball("DeepFilterNet2_ll")[0]), tmp_path)
+    shutil.unpack_archive(str(releases.find_release_tarball("DeepFilterNet2_ll")[0]), tmp_path)
     files = onnx_import.read_release(tmp_path)
     assert files == release("DeepFilterNet2_ll")
     (tmp_path / "tmp" / "export" / "df_dec.onnx").unlink()

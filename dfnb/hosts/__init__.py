@@ -6,6 +6,9 @@ Each module is one host, and each host is a :class:`dfnb.runtime.Runtime` (``res
 * :mod:`dfnb.hosts.onnx` — the general onnxruntime host for every dfnb variant (and upstream's three files);
 * :mod:`dfnb.hosts.fast` — the fast exact host for ``step`` folders;
 * :mod:`dfnb.hosts.official` — the official realtime runtime's per-hop behaviour (libDF/tract) on a step graph;
+* :mod:`dfnb.hosts.pipeline` — the Rust pipeline ``shimondoodkin/deepfilter-rt``'s feedings (a ring of T
+  frames, the newest sliced before the GRUs, lsnr gating) on any folder it runs;
+  :mod:`dfnb.hosts.pipeline_fixes` replays them on an exact export with each cause switchable.
 * :mod:`dfnb.hosts.batched` — many independent streams per call on a batched step folder (not a Runtime: it
   holds many streams).
 
