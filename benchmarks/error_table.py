@@ -463,26 +463,21 @@ def api_cases(ctx: Ctx) -> list[tuple[str, str, Callable[[], object]]]:
             lazy["m"] = load_model("DeepFilterNet3")
         return lazy["m"]
 
-    def host_nan():
-        h = Host(full)
-        h.process(np.zeros(4800, np.float32))
+    def bad_hop(rt, warm: int, at: int, value: float):
+        """Feed ``warm`` good samples, then one hop with a non-finite sample at ``at``."""
+        rt.process(np.zeros(warm, np.float32))
         x = np.zeros(480, np.float32)
-        x[7] = np.nan
-        h.process(x)
+        x[at] = value
+        rt.process(x)
+
+    def host_nan():
+        bad_hop(Host(full), 4800, 7, np.nan)
 
     def stream_inf():
-        s = Stream(model())
-        s.process(np.zeros(480, np.float32))
-        x = np.zeros(480, np.float32)
-        x[3] = np.inf
-        s.process(x)
+        bad_hop(Stream(model()), 480, 3, np.inf)
 
     def fast_nan():
-        h = FastStepHost(step)
-        h.process(np.zeros(4800, np.float32))
-        x = np.zeros(480, np.float32)
-        x[7] = np.nan
-        h.process(x)
+        bad_hop(FastStepHost(step), 4800, 7, np.nan)
 
     def two_threads():
         import threading
