@@ -47,7 +47,6 @@ class FrameRuntime(Runtime):
         self.L, self.dfl, self.order = int(conv_lookahead), int(df_lookahead), int(df_order)
         self.delay_frames = int(delay_frames)
         self.delay_samples = self.delay_frames * cfg.hop_size + cfg.fft_size - cfg.hop_size
-        self._inv = np.repeat(np.eye(cfg.nb_erb, dtype=np.float32), cfg.erb_widths, axis=1)  # [E, F]
 
     def evaluate(self, fe: np.ndarray, fs: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
         raise NotImplementedError
@@ -79,7 +78,9 @@ class FrameRuntime(Runtime):
 
     # -- the deep-filter stage ---------------------------------------------------------------------------
     def _mask(self, spec: np.ndarray, m: np.ndarray) -> np.ndarray:
-        return (spec * (m @ self._inv)).astype(np.complex64)
+        # each ERB band's gain repeated over its bins (as hosts.pipeline does); a 0/1 band-to-bin matmul went
+        # through BLAS for the same result
+        return (spec * np.repeat(m, self.cfg.erb_widths, axis=-1)).astype(np.complex64)
 
     def _df(self, window: np.ndarray, coefs: np.ndarray, base: np.ndarray) -> np.ndarray:
         out = base.copy()
