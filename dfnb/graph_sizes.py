@@ -15,6 +15,8 @@ from typing import Any
 
 __all__ = ["node_parts", "graph_sizes", "config_problems"]
 
+_PARTS = ("enc", "erb_dec", "df_dec")
+
 
 def node_parts(graph: Any, part_of_output: dict[str, str]) -> list[str]:
     """The model part of every node (graph order): the part of the outputs it feeds, ``enc`` when it feeds the
@@ -34,20 +36,27 @@ def node_parts(graph: Any, part_of_output: dict[str, str]) -> list[str]:
     return [next(iter(ps)) if len(ps) == 1 else "enc" for ps in parts]
 
 
-def _gru_and_conv_sizes(path: Path, part_of_output: dict[str, str]) -> dict[str, dict[str, list[int]]]:
+def _gru_and_conv_sizes(path: Path, part_of_output: dict[str, str] | None) -> dict[str, dict[str, list[int]]]:
     """Per model part (enc/erb_dec/df_dec): GRU hidden sizes and conv time kernels, from the graph's nodes.
 
-    In a one-graph model a node belongs to the encoder when it feeds the outputs of more than one part."""
+    In a one-graph model a node belongs to the encoder when it feeds the outputs of more than one part. With
+    ``part_of_output=None`` (a step graph, whose outputs mix the parts) a node's part is the first component of
+    its name (``/erb_dec/emb_gru/...``), as torch's exporter writes it; nodes named otherwise are not counted."""
     import onnx
 
     g = onnx.load(str(path), load_external_data=False).graph
-    part_of = node_parts(g, part_of_output)
+    if part_of_output is None:
+        part_of = [n.name.lstrip("/").split("/")[0] for n in g.node]
+    else:
+        part_of = node_parts(g, part_of_output)
     inits = {i.name: list(i.dims) for i in g.initializer}
     out: dict[str, dict[str, list[int]]] = {}
     for i, n in enumerate(g.node):
         if n.op_type not in ("GRU", "Conv", "ConvTranspose"):
             continue
         part = part_of[i]
+        if part not in _PARTS:
+            continue
         at = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
         d = out.setdefault(part, {"gru": [], "conv_t": []})
         if n.op_type == "GRU":
@@ -64,10 +73,8 @@ def graph_sizes(folder: Path, files: dict[str, str], shapes: dict[str, dict]) ->
     part_out = {"lsnr": "enc", "h1": "enc", "emb_out": "enc", "e0": "enc", "c0": "enc", "emb": "enc",
                 "m": "erb_dec", "erb_h1": "erb_dec", "coefs": "df_dec", "df_h1": "df_dec"}
     for role, f in files.items():
-        if role == "step":
-            continue
         own = {"enc_conv": "enc", "enc_gru": "enc"}.get(role, role)
-        mapping = part_out if role == "combined" else {o: own for o in shapes[f]}
+        mapping = (None if role == "step" else part_out if role == "combined" else {o: own for o in shapes[f]})
         for part, d in _gru_and_conv_sizes(folder / f, mapping).items():
             tgt = parts.setdefault(part, {"gru": [], "conv_t": []})
             tgt["gru"] += d["gru"]

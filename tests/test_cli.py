@@ -144,6 +144,17 @@ def test_inspect_lists_the_state_inputs(ctx, capsys):
     assert "status:   complete and consistent" in out
 
 
+@pytest.mark.parametrize("variant", ["step", "full"])
+def test_inspect_reads_the_model_sizes_from_every_variants_graphs(ctx, capsys, variant):
+    """The model line names the sizes the graphs hold; a step graph mixes the parts in its outputs, so its GRUs
+    and convs are given to their part by node name (it used to print an empty "from the graphs:")."""
+    assert cli.main(["inspect", str(ctx.folders[variant])]) == 0
+    model = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("model:"))
+    for size in ("emb_hidden_dim=256", "df_hidden_dim=256", "df_num_layers=2", "emb_num_layers=3",
+                 "conv_kernel_inp_t=3", "df_pathway_kernel_size_t=5"):
+        assert size in model, model
+
+
 def test_error_table_doc_is_current():
     """docs/errors.md lists every case (regenerate with `benchmarks/error_table.py --write`)."""
     doc = (Path(__file__).resolve().parent.parent / "docs" / "errors.md").read_text()
