@@ -267,8 +267,8 @@ def run_study(models: Sequence[str], clips: Sequence[str], chunks: Sequence[int]
 
 
 def _progress(total: int, show: bool):
-    try:
-        from tqdm.auto import tqdm
+    try:  # the text bar: tqdm.auto's widget needs ipywidgets, and warns in every notebook that lacks it
+        from tqdm import tqdm
     except ImportError:
         if show:
             raise DfnbError("the progress bar needs tqdm: pip install 'dfnb[quality]' (or pass progress=False)"
