@@ -106,8 +106,8 @@ def format_lines(fmt: FolderFormat, io: bool = True) -> list[str]:
 
     out = [f"format:   {fmt.format} -- {fmt.origin}"
            + (f" (also holds: {', '.join(fmt.alternatives)})" if fmt.alternatives else ""),
-           f"model:    {fmt.family}; from the graphs: " + ", ".join(f"{k}={v}" for k, v in fmt.sizes.items()
-                                                                   if k != "parts"),
+           f"model:    {fmt.family}; from the graphs: " + (", ".join(f"{k}={v}" for k, v in fmt.sizes.items()
+                                                                    if k != "parts") or "no sizes read"),
            f"weights:  {fmt.weights.summary() if fmt.weights is not None else 'not compared'}"]
     for f in dict.fromkeys(fmt.files.values()) if io else ():
         out.append(f"{f}: inputs " + ", ".join(f"{n} {s}" for n, s in fmt.io[f]["inputs"].items())
