@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .graphcheck import gru_layers
+
 __all__ = ["node_parts", "graph_sizes", "config_problems"]
 
 _PARTS = ("enc", "erb_dec", "df_dec")
@@ -51,19 +53,15 @@ def _gru_and_conv_sizes(path: Path, part_of_output: dict[str, str] | None) -> di
         part_of = node_parts(g, part_of_output)
     inits = {i.name: list(i.dims) for i in g.initializer}
     out: dict[str, dict[str, list[int]]] = {}
+    for i, hidden in gru_layers(g):  # GRU nodes and unrolled (reduced-precision) GRUs alike
+        if part_of[i] in _PARTS:
+            out.setdefault(part_of[i], {"gru": [], "conv_t": []})["gru"].append(int(hidden))
     for i, n in enumerate(g.node):
-        if n.op_type not in ("GRU", "Conv", "ConvTranspose"):
-            continue
-        part = part_of[i]
-        if part not in _PARTS:
+        if n.op_type not in ("Conv", "ConvTranspose") or part_of[i] not in _PARTS:
             continue
         at = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
-        d = out.setdefault(part, {"gru": [], "conv_t": []})
-        if n.op_type == "GRU":
-            d["gru"].append(int(at["hidden_size"]))
-        else:
-            ks = at.get("kernel_shape") or inits.get(n.input[1], [0, 0, 1])[2:]
-            d["conv_t"].append(int(ks[0]))
+        ks = at.get("kernel_shape") or inits.get(n.input[1], [0, 0, 1])[2:]
+        out.setdefault(part_of[i], {"gru": [], "conv_t": []})["conv_t"].append(int(ks[0]))
     return out
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CONFIG_KEYS", "WHY_UNVERIFIED", "GraphFacts", "graph_checks", "MODEL_SR", "UNROLLED_GRU"]
+__all__ = ["CONFIG_KEYS", "WHY_UNVERIFIED", "GraphFacts", "graph_checks", "gru_layers", "MODEL_SR", "UNROLLED_GRU"]
 
 MODEL_SR = 48000
 """The rate of every DeepFilterNet release (and of dfnb's hosts and CLI)."""
@@ -55,6 +55,34 @@ WHY_UNVERIFIED = {
 }
 
 
+def _constant(g: Any, name: str) -> np.ndarray | None:
+    """The value of ``name`` in graph ``g`` if it is an initializer or a Constant node's output, else None."""
+    from onnx import numpy_helper
+
+    for i in g.initializer:
+        if i.name == name:
+            return numpy_helper.to_array(i)
+    for n in g.node:
+        if n.op_type == "Constant" and n.output[0] == name and n.attribute:
+            return numpy_helper.to_array(n.attribute[0].t)
+    return None
+
+
+def gru_layers(g: Any) -> list[tuple[int, int]]:
+    """``(node index, hidden_size)`` of every GRU layer of ONNX graph ``g``, in node order: GRU nodes, and GRUs
+    unrolled into MatMuls by :func:`dfnb.precision.unroll_gru` (counted at their gate split ``_gru<k>_split`` =
+    ``[H, H, H]``). Read by the config checks here and by :mod:`dfnb.graph_sizes`."""
+    out = []
+    for k, n in enumerate(g.node):
+        if n.op_type == "GRU":
+            out += [(k, a.i) for a in n.attribute if a.name == "hidden_size"]
+        elif n.op_type == "Split" and len(n.input) == 2 and UNROLLED_GRU.fullmatch(n.input[1]) and \
+                n.input[0] == n.input[1][: -len("split")] + "gx":
+            split = _constant(g, n.input[1])
+            out += [(k, int(split[0]))] if split is not None and split.size == 3 else []
+    return out
+
+
 class GraphFacts:
     """The graphs of one folder, read once with the ``onnx`` package (no weights beyond the file itself)."""
 
@@ -65,15 +93,7 @@ class GraphFacts:
         self.step = "step.onnx" in self.graphs
 
     def _const(self, g: Any, name: str) -> np.ndarray | None:
-        from onnx import numpy_helper
-
-        for i in g.initializer:
-            if i.name == name:
-                return numpy_helper.to_array(i)
-        for n in g.node:
-            if n.op_type == "Constant" and n.output[0] == name and n.attribute:
-                return numpy_helper.to_array(n.attribute[0].t)
-        return None
+        return _constant(g, name)
 
     def kernels(self, f: str) -> list[tuple[int, ...]]:
         """Every Conv/ConvTranspose kernel of file ``f`` other than 1x1, in node (= module) order."""
@@ -94,17 +114,8 @@ class GraphFacts:
         return max(chans) if chans else None
 
     def grus(self, f: str) -> list[int]:
-        """``hidden_size`` of every GRU layer of ``f``, in node order: GRU nodes, and GRUs unrolled into MatMuls by
-        :func:`dfnb.precision.unroll_gru` (one gate split ``_gru<k>_split`` = ``[H, H, H]`` each)."""
-        g, out = self.graphs[f], []
-        for n in g.node:
-            if n.op_type == "GRU":
-                out += [a.i for a in n.attribute if a.name == "hidden_size"]
-            elif n.op_type == "Split" and len(n.input) == 2 and UNROLLED_GRU.fullmatch(n.input[1]) and \
-                    n.input[0] == n.input[1][: -len("split")] + "gx":
-                split = self._const(g, n.input[1])
-                out += [int(split[0])] if split is not None and split.size == 3 else []
-        return out
+        """``hidden_size`` of every GRU layer of ``f``, in node order (:func:`gru_layers`)."""
+        return [h for _, h in gru_layers(self.graphs[f])]
 
     def lsnr_affine(self, f: str) -> tuple[float, float] | None:
         """``(scale, offset)`` of ``lsnr = sigmoid(.) * scale + offset``, traced back from the ``lsnr`` output."""

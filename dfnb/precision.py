@@ -88,6 +88,7 @@ def unroll_gru(model) -> list[str]:
         w, r = (numpy_helper.to_array(inits[n.input[i]])[0] for i in (1, 2))  # [3H, I], [3H, H]
         b = numpy_helper.to_array(inits[n.input[3]])[0] if n.input[3] else np.zeros(6 * h, np.float32)
         p = f"_gru{k}_"  # dfnb.graphcheck.UNROLLED_GRU counts the layer by its `split`: keep the names
+        scope = f"{n.name}/" if n.name else ""  # node names keep the GRU's (/erb_dec/...): its model part
         consts = {"Wt": w.T, "Rt": r.T, "Wb": b[: 3 * h], "Rb": b[3 * h :], "one": np.array(1.0, np.float32),
                   "ax0": np.array([0], np.int64), "ax01": np.array([0, 1], np.int64),
                   "split": np.array([h, h, h], np.int64)}
@@ -98,8 +99,8 @@ def unroll_gru(model) -> list[str]:
                                            if out in ext]:
             names = [[ext.get(t, p + t) for t in part.split()] for part in (ins, outs)]
             kw = {"axis": -1} if op == "Split" else {}
-            nodes.append(helper.make_node(op, *names, name=names[1][0] + "_", **kw))
-        mms += [p + "gx0_", p + "gh0_"]  # the node names of the two weight MatMuls
+            nodes.append(helper.make_node(op, *names, name=scope + names[1][0] + "_", **kw))
+        mms += [scope + p + "gx0_", scope + p + "gh0_"]  # the node names of the two weight MatMuls
     del g.node[:]
     g.node.extend(nodes)
     used = {i for n in g.node for i in n.input}

@@ -34,7 +34,7 @@ def clip() -> np.ndarray:
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8-dynamic", "int8-static"])
-def test_reduced_export_loads_runs_and_reports_fidelity(step, clip, load, offline_ref, tmp_path, precision):
+def test_reduced_export_loads_runs_and_reports_fidelity(step, clip, load, offline_ref, tmp_path, capsys, precision):
     out = export_precision(step, tmp_path / precision, precision, calibration=CALIBRATION, fidelity_clip=CLIP)
     man = json.loads((out / "manifest.json").read_text())
     assert man["precision"] == precision and man["exact"] is False and man["variant"] == "step"
@@ -54,6 +54,15 @@ def test_reduced_export_loads_runs_and_reports_fidelity(step, clip, load, offlin
     from dfnb.hosts.onnx import Host
 
     assert metrics.snr_of_difference(y, enhance(Host(out), clip)) >= 90.0
+    # `dfnb inspect` reads the model's sizes from the reduced graph too (int8 unrolls the GRUs into MatMuls)
+    from dfnb import cli
+
+    capsys.readouterr()
+    assert cli.main(["inspect", str(out)]) == 0
+    model = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("model:"))
+    for size in ("emb_hidden_dim=256", "df_hidden_dim=256", "df_num_layers=2", "emb_num_layers=3",
+                 "conv_kernel_inp_t=3", "df_pathway_kernel_size_t=5"):
+        assert size in model, model
 
 
 def test_unrolled_gru_and_regated_graph_are_exact(step, clip, tmp_path):
