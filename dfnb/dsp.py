@@ -126,6 +126,12 @@ class DspConfig:
         """Number of rfft bins, ``fft_size // 2 + 1``."""
         return self.fft_size // 2 + 1
 
+    @property
+    def tables(self) -> _Tables:
+        """What this config precomputes once (window and its halves, ``wnorm``, band starts and scales, norm
+        alpha, initial norms, ``fast_ola``): read by the hosts' in-place DSP (:mod:`dfnb.hosts.fast`)."""
+        return self._t
+
     @classmethod
     def build(cls, sr: int, fft_size: int, hop_size: int, nb_erb: int, nb_df: int,
               min_nb_erb_freqs: int = 2, norm_tau: float = 1.0) -> DspConfig:

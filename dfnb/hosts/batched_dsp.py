@@ -27,7 +27,7 @@ class BatchedDsp:
     """
 
     def __init__(self, cfg: dsp.DspConfig, capacity: int):
-        t = cfg._t  # the config's precomputed tables (window, bands), as LeanDsp uses them
+        t = cfg.tables  # the config's precomputed tables (window, bands), as LeanDsp uses them
         if not t.fast_ola:
             raise ModelFolderError(f"BatchedHost needs fft_size == 2 * hop_size, got {cfg.fft_size}/{cfg.hop_size}; "
                                    "run this model with the single-stream host.")

@@ -56,7 +56,7 @@ class LeanDsp:
 
     def __init__(self, cfg: dsp.DspConfig):
         self.cfg = cfg
-        t = cfg._t
+        t = cfg.tables
         self.t = t
         self.state = dsp.DspState.initial(cfg)
         self.fast = bool(t.fast_ola)
