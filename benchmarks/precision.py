@@ -39,13 +39,14 @@ def log(msg: str) -> None:
 
 
 def folders(model: str) -> dict[str, Path]:
+    from dfnb.export import default_folder
     from dfnb.precision import export_precision
     from latency import CACHE, cached_export
 
     step = cached_export(model, "step")
     out = {"fp32": step}
     for p in PRECISIONS[1:]:
-        f = CACHE / f"{step.name}_{p}"
+        f = default_folder(model, "step", CACHE, precision=p)
         if not (f / "manifest.json").is_file():
             log(f"  exporting {model} step {p} -> {f} (once; cached)")
             export_precision(step, f, p, force=True)

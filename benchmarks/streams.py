@@ -250,12 +250,13 @@ def main(a, runs: int) -> int:
     import onnxruntime
 
     from dfnb.batching import export_batched
+    from dfnb.export import default_folder
     from dfnb.metrics import metrics_table
     from latency import CACHE, cached_export, log, test_audio
 
     ns = sorted({2 ** k for k in range(12) if 2 ** k <= a.streams} | {a.streams})
     step = cached_export("DeepFilterNet3", "step")
-    batched = CACHE / f"{step.name}_b{max(ns)}"
+    batched = default_folder("DeepFilterNet3", "step", CACHE, streams=max(ns))
     if not (batched / "manifest.json").is_file():
         log(f"  exporting the batched step folder -> {batched} (once; cached)")
         export_batched(step, batched, streams=max(ns), force=True)

@@ -144,10 +144,10 @@ def cmd_export(args) -> int:
     if args.source and (args.streams or args.precision):
         raise DfnbError("--from exports the plain variants; export the converted folder first, then --streams or "
                         "--precision from it.")
-    kind = args.variant + (f"_b{args.streams}" if args.streams else "")  # e.g. models/dfn3_step_b32
-    kind += f"_{args.precision}" if args.precision else ""
+    suffix = {"streams": args.streams, "precision": args.precision}  # e.g. models/dfn3_step_b32
     named = args.model in MODEL_NAMES and not args.source
-    out = Path(args.out) if args.out else (default_folder(args.model, kind, _models_dir()) if named else None)
+    out = Path(args.out) if args.out else \
+        (default_folder(args.model, args.variant, _models_dir(), **suffix) if named else None)
     if out is not None:
         check_target(out, folder=True, replace=args.force,
                      sources=[_models_dir() / args.model] if named else [Path(args.source or args.model)])
@@ -157,7 +157,7 @@ def cmd_export(args) -> int:
         m = convert_folder(args.source)
     else:
         m = load_model(args.model)
-    out = out or default_folder(m.name, kind, _models_dir())
+    out = out or default_folder(m.name, args.variant, _models_dir(), **suffix)
     t0 = time.perf_counter()
     if args.precision:
         from .precision import export_precision

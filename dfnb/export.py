@@ -53,13 +53,16 @@ OPSET = 17
 VERIFY_CLIP = "vb_p232_013"  # real speech used to verify every export against PyTorch
 
 
-def default_folder(model_name: str, variant: str, root: Path | str = "models") -> Path:
-    """``models/dfn3_h0`` and friends: the seed's folder names."""
+def default_folder(model_name: str, variant: str, root: Path | str = "models", *, streams: int | None = None,
+                   precision: str | None = None) -> Path:
+    """``models/dfn3_h0`` and friends: the seed's folder names; a batched step export adds ``_b<streams>``
+    (``models/dfn3_step_b32``), a reduced-precision one ``_<precision>`` (``models/dfn3_step_int8-dynamic``)."""
     if not isinstance(model_name, str) or not isinstance(variant, str):
         raise ArgumentError(f"default_folder(model_name, variant) takes two names (str), got "
                             f"{shown(model_name)} and {shown(variant)}.")
     short = SHORT_NAMES.get(model_name, model_name.lower())
-    return check_path(root, "root", what="a folder") / f"{short}_{variant}"
+    suffix = (f"_b{streams}" if streams else "") + (f"_{precision}" if precision else "")
+    return check_path(root, "root", what="a folder") / f"{short}_{variant}{suffix}"
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from dfnb import clips, metrics
 from dfnb.errors import ExportError, ModelFolderError, StateError
-from dfnb.export import export_model
+from dfnb.export import default_folder, export_model
 from dfnb.folder import inspect_folder
 from dfnb.hosts.onnx import Host
 from dfnb.runtime import enhance
@@ -98,6 +98,16 @@ def test_host_reset_and_state_checks(exported):
     assert np.array_equal(a, enhance(h, x))
     with pytest.raises(StateError, match=r"h0.*\[1, 1, 256\]"):
         h.set_state("h0", np.zeros((1, 1, 128), np.float32))
+
+
+def test_default_folder_names_the_seed_batched_and_reduced_exports():
+    """One naming for the CLI's default --out and the benchmarks' caches: dfn3_h0, dfn3_step_b32, dfn3_step_fp16."""
+    from pathlib import Path
+
+    assert default_folder("DeepFilterNet3", "h0", "m") == Path("m/dfn3_h0")
+    assert default_folder("DeepFilterNet3", "step", "m", streams=32) == Path("m/dfn3_step_b32")
+    assert default_folder("DeepFilterNet2_ll", "step", "m", precision="int8-dynamic") == \
+        Path("m/dfn2_ll_step_int8-dynamic")
 
 
 def test_export_never_overwrites_without_force(load, tmp_path):
